@@ -1,0 +1,12 @@
+# The fraudlab image used by docker-compose.yaml for the ingestion server and the producer.
+FROM python:3.11-slim
+
+WORKDIR /app
+COPY pyproject.toml README.md constraints.txt ./
+COPY fraudlab ./fraudlab
+COPY proto ./proto
+RUN pip install --no-cache-dir -c constraints.txt .
+
+ENV KAFKA_BROKER=kafka:19092
+EXPOSE 50051
+CMD ["fraudlab", "--help"]

@@ -1,0 +1,5 @@
+"""Allow ``python -m fraudlab``."""
+
+from fraudlab.cli import main
+
+main()

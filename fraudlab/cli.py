@@ -1,0 +1,126 @@
+"""The ``fraudlab`` command line: each command parses flags and calls one library function.
+
+This is the only module that reads the environment (through click's
+``envvar``): the library itself takes explicit arguments.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fraudlab import __version__
+from fraudlab.broker import DEFAULT_CONTROLLER_PORT, DEFAULT_HEAP, DEFAULT_PORT, KAFKA_VERSION, BrokerSettings
+from fraudlab.exceptions import FraudlabError
+
+__all__ = ["cli", "main"]
+
+
+def _broker_options(command: click.Command) -> click.Command:
+    """The flags that locate a local broker, shared by every ``broker`` subcommand and ``demo``."""
+    options = [
+        click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, envvar="FRAUDLAB_BROKER_PORT",
+                     help="Client listener port of the local broker [env FRAUDLAB_BROKER_PORT]."),
+        click.option("--controller-port", type=int, default=DEFAULT_CONTROLLER_PORT, show_default=True,
+                     envvar="FRAUDLAB_CONTROLLER_PORT", help="KRaft controller port [env FRAUDLAB_CONTROLLER_PORT]."),
+        click.option("--heap", default=DEFAULT_HEAP, show_default=True, envvar="FRAUDLAB_BROKER_HEAP",
+                     help="JVM heap of the broker [env FRAUDLAB_BROKER_HEAP]."),
+        click.option("--kafka-version", default=KAFKA_VERSION, show_default=True, envvar="FRAUDLAB_KAFKA_VERSION",
+                     help="Apache Kafka release resolved from Maven Central [env FRAUDLAB_KAFKA_VERSION]."),
+        click.option("--state-dir", type=click.Path(path_type=Path), default=None, envvar="FRAUDLAB_BROKER_DIR",
+                     help="Config, data and logs [default: ~/.cache/fraudlab/broker-PORT; env FRAUDLAB_BROKER_DIR]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _settings(port: int, controller_port: int, heap: str, kafka_version: str, state_dir: Path | None) -> BrokerSettings:
+    return BrokerSettings(
+        port=port, controller_port=controller_port, heap=heap, kafka_version=kafka_version, state_dir=state_dir
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fraudlab")
+def cli() -> None:
+    """fraudlab: synthetic PaySim transactions, a gRPC ingestion service and a real Kafka broker."""
+
+
+@cli.group()
+def broker() -> None:
+    """Run a real local Apache Kafka broker (single-node KRaft) from jars cached by Maven."""
+
+
+@broker.command("up")
+@_broker_options
+def broker_up(**flags: object) -> None:
+    """Start the broker (or reuse the one running) and wait until it serves requests."""
+    from fraudlab.broker import start_broker
+
+    click.echo(start_broker(_settings(**flags)).describe())  # type: ignore[arg-type]
+
+
+@broker.command("down")
+@_broker_options
+@click.option("--purge", is_flag=True, help="Also delete the broker's data, logs and config.")
+def broker_down(purge: bool, **flags: object) -> None:
+    """Stop the broker and wait until its JVM has exited."""
+    from fraudlab.broker import stop_broker
+
+    settings = _settings(**flags)  # type: ignore[arg-type]
+    stopped = stop_broker(settings, purge=purge)
+    state = "stopped" if stopped else "was not running"
+    click.echo(f"Kafka broker at {settings.bootstrap}: {state}{' (state purged)' if purge else ''}")
+
+
+@broker.command("status")
+@_broker_options
+def broker_status(**flags: object) -> None:
+    """Say whether the broker runs; exit 0 when it does, 3 when it does not."""
+    from fraudlab.broker import broker_status as status_of
+
+    status = status_of(_settings(**flags))  # type: ignore[arg-type]
+    click.echo(status.describe())
+    sys.exit(0 if status.running else 3)
+
+
+@broker.command("fetch")
+@_broker_options
+def broker_fetch(**flags: object) -> None:
+    """Resolve the broker jars from Maven Central into the cache (done once; later calls reuse them)."""
+    from fraudlab.broker import resolve_jars
+
+    libs = resolve_jars(_settings(**flags))  # type: ignore[arg-type]
+    click.echo(f"Kafka jars ready: {libs} ({len(list(libs.glob('*.jar')))} jars)")
+
+
+@cli.command("demo")
+@_broker_options
+@click.option("--bootstrap", envvar="KAFKA_BROKER", default=None,
+              help="Use this Kafka instead of the local broker [env KAFKA_BROKER].")
+@click.option("--count", type=click.IntRange(1, 10_000), default=5, show_default=True,
+              help="How many transactions to publish and read back.")
+@click.option("--topic", default="raw_transactions", show_default=True, help="Kafka topic.")
+def demo(bootstrap: str | None, count: int, topic: str, **flags: object) -> None:
+    """Publish real PaySim transactions to Kafka, read them back and print them."""
+    from fraudlab.demo import run_demo
+
+    run_demo(_settings(**flags), bootstrap=bootstrap, count=count, topic=topic, echo=click.echo)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI and turn fraudlab's errors into a message and exit 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except FraudlabError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,345 @@
+"""The canonical transaction table, readers for PaySim files, and the bundled real rows.
+
+Every part of fraudlab speaks one table: its money and flag columns carry the
+names of the ``TransactionRequest`` proto fields, so a row converts to a
+message without renaming. Readers accept the two layouts PaySim has been
+published in, detected from the header:
+
+* the Kaggle release (``step,type,amount,nameOrig,oldbalanceOrg,...,isFraud,isFlaggedFraud``);
+* the raw log of PaySim v2 (``step,action,amount,nameOrig,oldBalanceOrig,...,isUnauthorizedOverdraft``).
+
+The Kaggle file has no overdraft column. PaySim v1, which produced it, wrote
+only transactions that went through and dropped the withdrawals an overdraft
+limit refused, so no Kaggle row is an unauthorised overdraft:
+``is_unauthorized_overdraft`` is ``False`` on every row read from it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from fraudlab.exceptions import FraudlabError
+from fraudlab.messages import TRANSACTION_TYPES
+
+__all__ = [
+    "BALANCE_COLUMNS",
+    "CANONICAL_COLUMNS",
+    "FLAG_COLUMNS",
+    "MONEY_COLUMNS",
+    "DataValidationError",
+    "Reference",
+    "canonical_dtypes",
+    "load_reference",
+    "read_transactions",
+    "to_canonical",
+]
+
+BALANCE_COLUMNS: tuple[str, ...] = ("old_balance_orig", "new_balance_orig", "old_balance_dest", "new_balance_dest")
+MONEY_COLUMNS: tuple[str, ...] = ("amount", *BALANCE_COLUMNS)
+FLAG_COLUMNS: tuple[str, ...] = ("is_fraud", "is_flagged_fraud", "is_unauthorized_overdraft")
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "step", "type", "amount", "name_orig", "old_balance_orig", "new_balance_orig",
+    "name_dest", "old_balance_dest", "new_balance_dest", "is_fraud", "is_flagged_fraud",
+    "is_unauthorized_overdraft",
+)
+
+KAGGLE_LAYOUT: dict[str, str] = {
+    "step": "step", "type": "type", "amount": "amount", "nameOrig": "name_orig",
+    "oldbalanceOrg": "old_balance_orig", "newbalanceOrig": "new_balance_orig", "nameDest": "name_dest",
+    "oldbalanceDest": "old_balance_dest", "newbalanceDest": "new_balance_dest", "isFraud": "is_fraud",
+    "isFlaggedFraud": "is_flagged_fraud",
+}
+RAW_LOG_LAYOUT: dict[str, str] = {
+    "step": "step", "action": "type", "amount": "amount", "nameOrig": "name_orig",
+    "oldBalanceOrig": "old_balance_orig", "newBalanceOrig": "new_balance_orig", "nameDest": "name_dest",
+    "oldBalanceDest": "old_balance_dest", "newBalanceDest": "new_balance_dest", "isFraud": "is_fraud",
+    "isFlaggedFraud": "is_flagged_fraud", "isUnauthorizedOverdraft": "is_unauthorized_overdraft",
+}
+_LAYOUTS: dict[str, dict[str, str]] = {"kaggle": KAGGLE_LAYOUT, "raw-log": RAW_LOG_LAYOUT}
+_PROGRESS_MIN_BYTES = 50_000_000
+
+
+class DataValidationError(FraudlabError):
+    """Raised when a transaction file has missing columns or rows that break the schema.
+
+    ``problems`` lists every finding (file, line, column, value), collected
+    before raising so one run shows them all.
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(f"{source}: {len(problems)} problem(s):\n  {shown}{more}")
+
+
+def canonical_dtypes() -> dict[str, object]:
+    """The dtype of every canonical column."""
+    money = dict.fromkeys(MONEY_COLUMNS, "float64")
+    flags = dict.fromkeys(FLAG_COLUMNS, "bool")
+    return {
+        "step": "int32",
+        "type": pd.CategoricalDtype(list(TRANSACTION_TYPES)),
+        "name_orig": "object",
+        "name_dest": "object",
+        **money,
+        **flags,
+    }
+
+
+# --------------------------------------------------------------------------- layout detection
+
+
+def _header(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        return pq.read_schema(path).names
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [name.strip() for name in handle.readline().strip().split(",")]
+
+
+def _detect_layout(path: Path, header: list[str]) -> str:
+    names = set(header)
+    if set(CANONICAL_COLUMNS) <= names:
+        return "canonical"
+    if "action" in names or "isUnauthorizedOverdraft" in names:
+        layout = "raw-log"
+    elif "oldbalanceOrg" in names or "type" in names:
+        layout = "kaggle"
+    else:
+        raise DataValidationError(
+            str(path),
+            [f"header {','.join(header)!r} is neither the Kaggle PaySim layout "
+             f"({','.join(KAGGLE_LAYOUT)}) nor the PaySim raw-log layout ({','.join(RAW_LOG_LAYOUT)})"],
+        )
+    missing = [column for column in _LAYOUTS[layout] if column not in names]
+    if missing:
+        raise DataValidationError(str(path), [f"missing column {column!r} ({layout} layout)" for column in missing])
+    return layout
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_csv_arrow(path: Path, columns: list[str], progress: bool) -> pa.Table:
+    """Read only ``columns``, everything as text first so bad values can be located, in streamed blocks."""
+    convert = pacsv.ConvertOptions(
+        include_columns=columns, column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=False
+    )
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20), convert_options=convert)
+    show = progress and path.stat().st_size >= _PROGRESS_MIN_BYTES
+    batches = []
+    with tqdm(desc=f"Reading {path.name}", unit=" rows", unit_scale=True, disable=not show) as bar:
+        for batch in reader:
+            batches.append(batch)
+            bar.update(batch.num_rows)
+    return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def _not_numeric(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Parse ``raw`` as numbers; return the values and a mask of non-empty text that is no number."""
+    values = pd.to_numeric(raw, errors="coerce")
+    text = raw.astype(str).str.strip()
+    return values, (values.isna() & raw.notna() & (text != "")).to_numpy()
+
+
+def _describe(value: object) -> str:
+    """A cell as a person would write it: strings quoted, numbers plain, NaN as 'value'."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, float | np.floating) and np.isnan(value):
+        return "value"
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _validate_rows(frame: pd.DataFrame, source_names: dict[str, str]) -> tuple[np.ndarray, list[str], Counter]:
+    """Convert the columns in place and find every row breaking the schema.
+
+    Returns a mask of bad rows, messages naming line, column and value (the
+    first 20 per rule, then a count), and the number of rows per reason.
+    """
+    problems: list[str] = []
+    reasons: Counter[str] = Counter()
+    bad = np.zeros(len(frame), dtype=bool)
+
+    def flag(mask: np.ndarray, column: str, what: str, shown: pd.Series) -> None:
+        nonlocal bad
+        count = int(mask.sum())
+        if not count:
+            return
+        name = source_names.get(column, column)
+        problems.extend(
+            f"line {index + 2}, column {name!r}: {_describe(shown.iloc[index])} {what}"
+            for index in np.flatnonzero(mask)[:20]
+        )
+        if count > 20:
+            problems.append(f"column {name!r}: {count:,} value(s) in all {what}")
+        reasons[f"{name} {what}"] += count
+        bad |= mask
+
+    types = frame["type"].astype(str)
+    flag(~types.isin(TRANSACTION_TYPES).to_numpy(), "type", f"is not one of {', '.join(TRANSACTION_TYPES)}", types)
+    for column in ("step", *MONEY_COLUMNS, *FLAG_COLUMNS):
+        if column not in frame.columns:
+            continue
+        raw = frame[column]
+        frame[column], mask = _not_numeric(raw)
+        flag(mask, column, "is not a number", raw)
+    for column in MONEY_COLUMNS:
+        values = frame[column].to_numpy(dtype="float64")
+        shown = frame[column]
+        flag(np.isnan(values) & ~bad, column, "is missing (NaN)", shown)
+        flag(np.isinf(values), column, "is infinite", shown)
+        flag(values < 0, column, "is negative", shown)
+    for column in ("step", *FLAG_COLUMNS):
+        if column in frame.columns:
+            flag(frame[column].isna().to_numpy() & ~bad, column, "is missing", frame[column])
+    return bad, problems, reasons
+
+
+def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Order and type the canonical columns of a frame that already has them (extra columns are dropped)."""
+    missing = [column for column in CANONICAL_COLUMNS if column not in frame.columns]
+    if missing:
+        raise DataValidationError("table", [f"missing column {column!r}" for column in missing])
+    out = frame.loc[:, list(CANONICAL_COLUMNS)].copy()
+    for column, dtype in canonical_dtypes().items():
+        if dtype == "bool":
+            out[column] = pd.to_numeric(out[column]).astype(bool)
+        else:
+            out[column] = out[column].astype(dtype)
+    return out.reset_index(drop=True)
+
+
+def read_transactions(
+    path: str | Path,
+    *,
+    n_rows: int | None = None,
+    seed: int = 0,
+    on_bad_rows: Literal["raise", "skip"] = "raise",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Read a PaySim file (``.csv``, ``.csv.gz`` or ``.parquet``) into the canonical table.
+
+    Args:
+        path: the file; its layout (Kaggle, raw log, or canonical) is detected from the header.
+        n_rows: draw this many rows uniformly at random (without replacement,
+            reproducible by ``seed``), keeping file order; ``None`` keeps all.
+        seed: seed of the ``n_rows`` draw.
+        on_bad_rows: ``"raise"`` (default) stops with every problem listed;
+            ``"skip"`` drops the bad rows and records how many and why in
+            ``frame.attrs["rejected"]`` (a dict reason -> count).
+        progress: show a progress bar for files over 50 MB.
+
+    Raises:
+        DataValidationError: naming the file, the line and the column of each problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FraudlabError(f"No such transaction file: {path}")
+    if on_bad_rows not in ("raise", "skip"):
+        raise FraudlabError(f"Invalid on_bad_rows {on_bad_rows!r}: use 'raise' or 'skip'.")
+    header = _header(path)
+    layout = _detect_layout(path, header)
+    rename = {c: c for c in CANONICAL_COLUMNS} if layout == "canonical" else _LAYOUTS[layout]
+    if path.suffix == ".parquet":
+        frame = pq.read_table(path, columns=list(rename)).to_pandas()
+    else:
+        frame = _read_csv_arrow(path, list(rename), progress).to_pandas()
+    frame = frame.rename(columns=rename)
+    if "is_unauthorized_overdraft" not in frame.columns:
+        frame["is_unauthorized_overdraft"] = False
+    bad, problems, reasons = _validate_rows(frame, {v: k for k, v in rename.items()})
+    if bad.any() and on_bad_rows == "raise":
+        raise DataValidationError(str(path), problems)
+    if n_rows is not None:
+        frame, bad = _subsample(frame, bad, n_rows, seed, path)
+    kept = frame.loc[~bad]
+    table = to_canonical(kept)
+    table.attrs["source"] = str(path)
+    table.attrs["layout"] = layout
+    table.attrs["rejected"] = dict(reasons) if bad.any() else {}
+    return table
+
+
+def _subsample(
+    frame: pd.DataFrame, bad: np.ndarray, n_rows: int, seed: int, path: Path
+) -> tuple[pd.DataFrame, np.ndarray]:
+    if n_rows < 1 or n_rows > len(frame):
+        raise FraudlabError(f"Invalid n_rows {n_rows!r}: {path} has {len(frame):,} rows; choose 1..{len(frame):,}.")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=n_rows, replace=False))
+    return frame.iloc[chosen].reset_index(drop=True), bad[chosen]
+
+
+# --------------------------------------------------------------------------- bundled real rows
+
+REFERENCE_SAMPLE = "paysim_random_sample.csv.gz"
+REFERENCE_FRAUDS = "paysim_all_frauds.csv.gz"
+POPULATION_ROWS = 6_362_620
+POPULATION_FRAUDS = 8_213
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The real PaySim rows bundled with fraudlab (CC BY-SA 4.0; see ``datasets/PROVENANCE.md``).
+
+    Attributes:
+        sample: 49,061 rows drawn uniformly from the 6,362,620-row Kaggle file:
+            the representative side of every synthetic-vs-real comparison.
+        frauds: all 8,213 real frauds, a *filtered* set. Never append it to
+            ``sample`` as is: weight each of its rows by ``fraud_weight``
+            relative to a non-fraud sample row weighted ``nonfraud_weight``.
+    """
+
+    sample: pd.DataFrame
+    frauds: pd.DataFrame
+
+    @property
+    def nonfraud_weight(self) -> float:
+        """Population rows that one non-fraud row of ``sample`` stands for (about 129.7)."""
+        return (POPULATION_ROWS - POPULATION_FRAUDS) / int((~self.sample["is_fraud"]).sum())
+
+    @property
+    def fraud_weight(self) -> float:
+        """Population rows that one row of ``frauds`` stands for (exactly 1: it is the whole fraud set)."""
+        return POPULATION_FRAUDS / len(self.frauds)
+
+
+def _dataset_path(name: str) -> Path:
+    return Path(str(resources.files("fraudlab") / "datasets" / name))
+
+
+def _verify_checksum(path: Path) -> None:
+    sums = dict(
+        reversed(line.split()) for line in _dataset_path("SHA256SUMS").read_text().splitlines() if line.strip()
+    )
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if sums.get(path.name) != actual:
+        raise FraudlabError(
+            f"Bundled dataset {path} has SHA-256 {actual}, expected {sums.get(path.name)}: "
+            "the file is corrupt or was modified; reinstall fraudlab."
+        )
+
+
+def load_reference() -> Reference:
+    """Load the bundled real rows after checking their SHA-256 checksums."""
+    frames = []
+    for name in (REFERENCE_SAMPLE, REFERENCE_FRAUDS):
+        path = _dataset_path(name)
+        _verify_checksum(path)
+        frames.append(read_transactions(path, progress=False))
+    return Reference(sample=frames[0], frauds=frames[1])

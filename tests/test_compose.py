@@ -1,0 +1,53 @@
+"""docker-compose.yaml cannot run here (no Docker engine), so its structure is checked statically."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+
+@pytest.fixture(scope="module")
+def compose(repo_root):
+    return yaml.safe_load((repo_root / "docker-compose.yaml").read_text())
+
+
+def test_services_and_their_start_order(compose):
+    services = compose["services"]
+    assert set(services) == {"kafka", "ingestion", "producer"}
+    assert services["ingestion"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert services["producer"]["depends_on"] == {"ingestion": {"condition": "service_healthy"}}
+    for name in ("kafka", "ingestion"):
+        assert services[name]["healthcheck"]["test"], f"{name} needs a healthcheck"
+
+
+def test_kafka_is_single_node_kraft_from_the_official_image(compose):
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.")
+    env = kafka["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert "INTERNAL://kafka:19092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "9092:9092" in kafka["ports"]
+    assert "kafka:19092" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_fraudlab_services_point_at_the_internal_listener_and_expose_50051(compose):
+    services = compose["services"]
+    for name in ("ingestion", "producer"):
+        assert services[name]["environment"]["KAFKA_BROKER"] == "kafka:19092"
+    assert "50051:50051" in services["ingestion"]["ports"]
+    assert "--port" in services["ingestion"]["command"] and "50051" in services["ingestion"]["command"]
+    assert "ingestion:50051" in services["producer"]["command"]
+
+
+def test_every_referenced_file_exists(compose, repo_root):
+    for service in compose["services"].values():
+        build = service.get("build")
+        if build:
+            context = repo_root / build["context"]
+            dockerfile = context / build.get("dockerfile", "Dockerfile")
+            assert dockerfile.is_file()
+            for line in dockerfile.read_text().splitlines():
+                if line.startswith("COPY "):
+                    for source in line.split()[1:-1]:
+                        assert (context / source).exists(), f"Dockerfile copies missing {source}"

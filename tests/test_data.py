@@ -1,0 +1,155 @@
+"""The canonical table, the PaySim readers and their error paths, and the bundled real rows."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import pandas as pd
+import pytest
+
+from fraudlab.data import (
+    CANONICAL_COLUMNS,
+    DataValidationError,
+    load_reference,
+    read_transactions,
+    to_canonical,
+)
+from fraudlab.exceptions import FraudlabError
+
+KAGGLE_HEADER = (
+    "step,type,amount,nameOrig,oldbalanceOrg,newbalanceOrig,nameDest,oldbalanceDest,newbalanceDest,isFraud,isFlaggedFraud"
+)
+RAW_HEADER = (
+    "step,action,amount,nameOrig,oldBalanceOrig,newBalanceOrig,nameDest,oldBalanceDest,newBalanceDest,"
+    "isFraud,isFlaggedFraud,isUnauthorizedOverdraft"
+)
+KAGGLE_ROWS = [
+    "1,PAYMENT,9839.64,C1231006815,170136.0,160296.36,M1979787155,0.0,0.0,0,0",
+    "1,TRANSFER,181.0,C1305486145,181.0,0.0,C553264065,0.0,0.0,1,0",
+    "2,CASH_IN,500.0,C1,100.0,600.0,C2,700.0,200.0,0,0",
+]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load_reference()
+
+
+def _write(path, lines, *, gz=False):
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_reference_has_the_documented_rows(reference):
+    assert len(reference.sample) == 49_061
+    assert int(reference.sample["is_fraud"].sum()) == 63
+    assert len(reference.frauds) == 8_213
+    assert bool(reference.frauds["is_fraud"].all())
+    assert reference.fraud_weight == 1.0
+    assert reference.nonfraud_weight == pytest.approx(129.69, abs=0.01)
+    assert list(reference.sample.columns) == list(CANONICAL_COLUMNS)
+    assert str(reference.sample["type"].dtype) == "category"
+    assert reference.sample["amount"].dtype == "float64"
+    assert not reference.sample["is_unauthorized_overdraft"].any()
+
+
+def test_reference_checksum_mismatch_is_refused(monkeypatch, tmp_path):
+    from fraudlab import data
+
+    original = data._dataset_path
+    tampered = tmp_path / data.REFERENCE_SAMPLE
+    shutil.copy(original(data.REFERENCE_SAMPLE), tampered)
+    with tampered.open("ab") as handle:
+        handle.write(b"\0")
+    monkeypatch.setattr(
+        data, "_dataset_path", lambda name: tampered if name == data.REFERENCE_SAMPLE else original(name)
+    )
+    with pytest.raises(FraudlabError, match="corrupt or was modified"):
+        load_reference()
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_kaggle_layout_is_detected_and_typed(tmp_path, gz):
+    path = _write(tmp_path / ("k.csv.gz" if gz else "k.csv"), [KAGGLE_HEADER, *KAGGLE_ROWS], gz=gz)
+    table = read_transactions(path)
+    assert table.attrs["layout"] == "kaggle"
+    assert list(table.columns) == list(CANONICAL_COLUMNS)
+    assert table["type"].tolist() == ["PAYMENT", "TRANSFER", "CASH_IN"]
+    assert table["is_fraud"].tolist() == [False, True, False]
+    assert table["new_balance_orig"].tolist() == [160296.36, 0.0, 600.0]
+    assert table["is_unauthorized_overdraft"].dtype == bool and not table["is_unauthorized_overdraft"].any()
+
+
+def test_raw_log_layout_keeps_the_overdraft_flag(tmp_path):
+    rows = [r + ",0" for r in KAGGLE_ROWS[:2]] + ["3,CASH_OUT,50.0,C9,10.0,10.0,C8,0.0,0.0,0,0,1"]
+    table = read_transactions(_write(tmp_path / "raw.csv", [RAW_HEADER, *rows]))
+    assert table.attrs["layout"] == "raw-log"
+    assert table["is_unauthorized_overdraft"].tolist() == [False, False, True]
+
+
+def test_parquet_round_trip(tmp_path):
+    table = read_transactions(_write(tmp_path / "k.csv", [KAGGLE_HEADER, *KAGGLE_ROWS]))
+    table.to_parquet(tmp_path / "t.parquet")
+    again = read_transactions(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(again, table, check_exact=True)
+
+
+def test_missing_columns_are_all_named(tmp_path):
+    header = KAGGLE_HEADER.replace(",oldbalanceDest", "").replace(",isFraud", "")
+    path = _write(tmp_path / "bad.csv", [header])
+    expected = r"(?s)bad\.csv.*missing column 'oldbalanceDest'.*missing column 'isFraud'"
+    with pytest.raises(DataValidationError, match=expected):
+        read_transactions(path)
+
+
+def test_unknown_header_is_explained(tmp_path):
+    with pytest.raises(DataValidationError, match="neither the Kaggle PaySim layout"):
+        read_transactions(_write(tmp_path / "x.csv", ["a,b,c", "1,2,3"]))
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("1,REFUND,1.0,C1,1.0,0.0,C2,0.0,0.0,0,0", r"line 3, column 'type': 'REFUND' is not one of"),
+        ("1,PAYMENT,abc,C1,1.0,0.0,M2,0.0,0.0,0,0", r"line 3, column 'amount': 'abc' is not a number"),
+        ("1,PAYMENT,-5.0,C1,1.0,0.0,M2,0.0,0.0,0,0", r"line 3, column 'amount': -5.0 is negative"),
+        ("1,PAYMENT,5.0,C1,,0.0,M2,0.0,0.0,0,0", r"line 3, column 'oldbalanceOrg': value is missing \(NaN\)"),
+    ],
+)
+def test_bad_rows_are_reported_with_file_line_and_column(tmp_path, row, message):
+    path = _write(tmp_path / "rows.csv", [KAGGLE_HEADER, KAGGLE_ROWS[0], row])
+    with pytest.raises(DataValidationError, match=rf"rows\.csv: 1 problem\(s\):\s+{message}"):
+        read_transactions(path)
+
+
+def test_skip_drops_bad_rows_and_says_why(tmp_path):
+    rows = [*KAGGLE_ROWS, "1,REFUND,1.0,C1,1.0,0.0,C2,0.0,0.0,0,0", "1,PAYMENT,-5.0,C1,1.0,0.0,M2,0.0,0.0,0,0"]
+    table = read_transactions(_write(tmp_path / "rows.csv", [KAGGLE_HEADER, *rows]), on_bad_rows="skip")
+    assert len(table) == 3
+    assert table.attrs["rejected"] == {
+        "type is not one of CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER": 1,
+        "amount is negative": 1,
+    }
+
+
+def test_n_rows_is_a_reproducible_uniform_subset(tmp_path):
+    rows = [f"{i},PAYMENT,{i + 1}.0,C{i},100.0,99.0,M{i},0.0,0.0,0,0" for i in range(1, 501)]
+    path = _write(tmp_path / "many.csv", [KAGGLE_HEADER, *rows])
+    first = read_transactions(path, n_rows=100, seed=3)
+    assert len(first) == 100
+    assert first["step"].is_monotonic_increasing
+    assert first.equals(read_transactions(path, n_rows=100, seed=3))
+    assert not first.equals(read_transactions(path, n_rows=100, seed=4))
+    with pytest.raises(FraudlabError, match="Invalid n_rows 501"):
+        read_transactions(path, n_rows=501)
+
+
+def test_to_canonical_names_missing_columns():
+    with pytest.raises(DataValidationError, match="missing column 'amount'"):
+        to_canonical(pd.DataFrame({"type": ["PAYMENT"]}))
