@@ -32,7 +32,7 @@ demo: jars
 	$(BIN)/fraudlab demo
 
 lint: install
-	$(BIN)/ruff check fraudlab tests benchmarks
+	$(BIN)/ruff check .
 
 test: jars lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
