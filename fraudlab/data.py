@@ -45,6 +45,7 @@ __all__ = [
     "load_reference",
     "read_transactions",
     "to_canonical",
+    "write_transactions",
 ]
 
 BALANCE_COLUMNS: tuple[str, ...] = ("old_balance_orig", "new_balance_orig", "old_balance_dest", "new_balance_dest")
@@ -109,7 +110,7 @@ def _header(path: Path) -> list[str]:
         return pq.read_schema(path).names
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
-        return [name.strip() for name in handle.readline().strip().split(",")]
+        return [name.strip().strip('"') for name in handle.readline().strip().split(",")]
 
 
 def _detect_layout(path: Path, header: list[str]) -> str:
@@ -283,6 +284,25 @@ def _subsample(
         raise FraudlabError(f"Invalid n_rows {n_rows!r}: {path} has {len(frame):,} rows; choose 1..{len(frame):,}.")
     chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=n_rows, replace=False))
     return frame.iloc[chosen].reset_index(drop=True), bad[chosen]
+
+
+def write_transactions(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a canonical table as ``.parquet``, ``.csv`` or ``.csv.gz`` (chosen by the file name)."""
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith((".parquet", ".csv", ".csv.gz")):
+        raise FraudlabError(f"Invalid output {str(path)!r}: use a .parquet, .csv or .csv.gz file name.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canonical = to_canonical(table)
+    if name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pandas(canonical, preserve_index=False), path)
+        return path
+    flags_as_digits = canonical.astype(dict.fromkeys(FLAG_COLUMNS, "int8"))
+    arrow = pa.Table.from_pandas(flags_as_digits, preserve_index=False)
+    sink = pa.CompressedOutputStream(str(path), "gzip") if name.endswith(".gz") else pa.OSFile(str(path), "wb")
+    with sink:
+        pacsv.write_csv(arrow, sink, write_options=pacsv.WriteOptions(quoting_style="none"))
+    return path
 
 
 # --------------------------------------------------------------------------- bundled real rows

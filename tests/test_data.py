@@ -153,3 +153,19 @@ def test_n_rows_is_a_reproducible_uniform_subset(tmp_path):
 def test_to_canonical_names_missing_columns():
     with pytest.raises(DataValidationError, match="missing column 'amount'"):
         to_canonical(pd.DataFrame({"type": ["PAYMENT"]}))
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.csv", "out.csv.gz"])
+def test_write_then_read_gives_the_same_table(tmp_path, reference, name):
+    from fraudlab.data import write_transactions
+
+    table = reference.sample.head(500)
+    again = read_transactions(write_transactions(table, tmp_path / name))
+    pd.testing.assert_frame_equal(again, table, check_exact=True)
+
+
+def test_write_refuses_an_unknown_format(tmp_path, reference):
+    from fraudlab.data import write_transactions
+
+    with pytest.raises(FraudlabError, match=r"Invalid output .*out\.xlsx"):
+        write_transactions(reference.sample.head(5), tmp_path / "out.xlsx")
