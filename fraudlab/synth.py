@@ -162,6 +162,22 @@ class SegmentModel:
     shares: dict[str, float]
     sdv: Any = field(default=None, repr=False, compare=False)
 
+    @property
+    def key(self) -> tuple[str, bool]:
+        return (self.type, self.is_fraud)
+
+    def correlation_frame(self) -> pd.DataFrame:
+        """The copula's correlation matrix, labelled by latent column."""
+        return pd.DataFrame(self.correlation, index=self.columns, columns=self.columns)
+
+    def marginal_quantiles(self, name: str, probabilities: np.ndarray) -> np.ndarray:
+        """Quantiles of a continuous column (in its own units) at ``probabilities``, from its quantile table."""
+        if name not in self.knots:
+            raise FraudlabError(f"Segment {self.type}/{self.is_fraud} has no continuous column {name!r}; "
+                                f"it has {sorted(self.knots)}.")
+        return _from_normal(special.ndtri(np.clip(probabilities, _EPS, 1 - _EPS)), self.knots[name],
+                            log=name != "step")
+
     def draw_latent(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw ``n`` rows of the copula: correlated normals mapped through the normal marginals."""
         normals = rng.standard_normal((n, len(self.columns))) @ _cholesky(self.correlation).T
@@ -323,8 +339,20 @@ def _assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator) -> p
 # --------------------------------------------------------------------------- SDV engine
 
 
+_PREPROCESS_PROBE_ROWS = 5_000
+
+
 def _fit_copula(latent: pd.DataFrame) -> Any:
-    """Fit SDV's Gaussian copula on the latent columns (normal marginals: they are normal by construction)."""
+    """Fit SDV's Gaussian copula on the latent columns (normal marginals: they are normal by construction).
+
+    SDV's ``fit`` validates every cell with a Python call per value, which is
+    most of the fitting time at 20 lakh rows, for a table this module built
+    itself (complete float64 scores). So the data processor is fitted with
+    SDV's ``preprocess`` on a probe of the rows; when that leaves the probe
+    unchanged (the case for complete numerical columns with rounding and
+    clipping off), the full table already is "processed data" and goes to
+    SDV's public ``fit_processed_data``. Otherwise the plain ``fit`` runs.
+    """
     from sdv.metadata import Metadata
     from sdv.single_table import GaussianCopulaSynthesizer
 
@@ -336,7 +364,12 @@ def _fit_copula(latent: pd.DataFrame) -> Any:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        copula.fit({"segment": latent})
+        probe = latent.head(_PREPROCESS_PROBE_ROWS)
+        processed = copula.preprocess({"segment": probe})["segment"]
+        if processed.equals(probe):
+            copula.fit_processed_data({"segment": latent})
+        else:
+            copula.fit({"segment": latent})
     return copula
 
 
@@ -486,6 +519,24 @@ class TransactionSynthesizer:
     @property
     def is_fitted(self) -> bool:
         return bool(self.segments)
+
+    def segment_table(self) -> pd.DataFrame:
+        """One row per modelled segment: its share of sampled rows, training rows and latent columns."""
+        self._require_fitted()
+        return pd.DataFrame([
+            {"type": s.type, "is_fraud": s.is_fraud, "share": s.share, "training_rows": s.rows,
+             "latent_columns": len(s.columns)}
+            for s in self.segments
+        ])
+
+    def segment(self, kind: str, is_fraud: bool = False) -> SegmentModel:
+        """The fitted model of one segment, e.g. ``segment("TRANSFER", is_fraud=True)``."""
+        self._require_fitted()
+        for candidate in self.segments:
+            if candidate.key == (kind, is_fraud):
+                return candidate
+        known = ", ".join(f"{s.type}/{'fraud' if s.is_fraud else 'genuine'}" for s in self.segments)
+        raise FraudlabError(f"No segment type={kind!r}, is_fraud={is_fraud!r} in this model; it has: {known}.")
 
     def natural_fraud_rate(self) -> float:
         """The fraud share learned from the training rows (weighted if weights were given)."""
@@ -661,8 +712,9 @@ def load_training_data(source: str | Path, *, rows: int | None, seed: int, progr
     """Resolve a ``fraudlab fit --source`` value into training rows.
 
     * ``"simulator"``: ``rows`` fresh rows from fraudlab's PaySim simulator (the default, offline, any size);
-    * ``"reference"``: the bundled real rows: real non-frauds plus the real all-frauds file, weighted back
-      to the population fraud rate (``rows`` is ignored);
+    * ``"reference"``: the training half of the bundled real rows (``fraudlab.evaluate.split_reference``,
+      seed 0): real non-frauds plus real frauds, weighted back to the population fraud rate, so that
+      ``fraudlab evaluate`` can judge the model on the other half (``rows`` is ignored);
     * a path: a PaySim file read by :func:`fraudlab.data.read_transactions`, ``rows`` drawn from it at random.
     """
     if str(source) == "simulator":
@@ -671,14 +723,10 @@ def load_training_data(source: str | Path, *, rows: int | None, seed: int, progr
         n = rows or 2_000_000
         return TrainingData(simulate(n, seed=seed, progress=progress), None, f"simulator (rows={n}, seed={seed})")
     if str(source) == "reference":
-        from fraudlab.data import load_reference
+        from fraudlab.evaluate import split_reference
 
-        reference = load_reference()
-        nonfraud = reference.sample[~reference.sample["is_fraud"]]
-        table = pd.concat([nonfraud, reference.frauds], ignore_index=True)
-        weights = np.r_[np.full(len(nonfraud), reference.nonfraud_weight),
-                        np.full(len(reference.frauds), reference.fraud_weight)]
-        return TrainingData(table, weights, "bundled real PaySim rows (non-frauds + all frauds, weighted)")
+        table, weights = split_reference(seed=0).train_rows()
+        return TrainingData(table, weights, "bundled real PaySim rows, training half (split seed 0), frauds weighted")
     from fraudlab.data import read_transactions
 
     table = read_transactions(source, n_rows=rows, seed=seed, progress=progress)

@@ -162,7 +162,7 @@ def test_cli_fit_then_sample(tmp_path):
     runner = CliRunner()
     fitted = runner.invoke(cli, ["fit", "--source", "reference", "--seed", "1", "-o", str(tmp_path / "m.npz")])
     assert fitted.exit_code == 0, fitted.output
-    assert "Fitted: 57,211 rows in" in fitted.output and "rows/s" in fitted.output
+    assert "Fitted: 28,606 rows in" in fitted.output and "rows/s" in fitted.output
     manifest = json.loads((tmp_path / "m.json").read_text())
     assert manifest["metrics"]["validity_all_rules"] >= 0.999
     assert manifest["training_data"]["weighted"] is True
@@ -185,3 +185,17 @@ def test_fit_from_a_file_source(tmp_path, reference):
     model = TransactionSynthesizer().fit(training.table, progress=False, source=training.description)
     assert model.training["source"].endswith("(rows=20000, seed=3)")
     assert len(model.sample(100, seed=0)) == 100
+
+
+def test_segment_views(model):
+    table = model.segment_table()
+    assert table["share"].sum() == pytest.approx(1.0)
+    assert set(zip(table["type"], table["is_fraud"], strict=True)) >= {("TRANSFER", True), ("CASH_OUT", True)}
+    transfer_fraud = model.segment("TRANSFER", is_fraud=True)
+    corr = transfer_fraud.correlation_frame()
+    assert corr.shape[0] == corr.shape[1] == len(transfer_fraud.columns)
+    assert np.allclose(np.diag(corr), 1.0)
+    median_amount = transfer_fraud.marginal_quantiles("old_orig", np.array([0.5]))[0]
+    assert 1e4 < median_amount < 1e7
+    with pytest.raises(FraudlabError, match="No segment type='DEBIT', is_fraud=True"):
+        model.segment("DEBIT", is_fraud=True)
