@@ -44,6 +44,7 @@ __all__ = [
     "canonical_dtypes",
     "load_reference",
     "read_transactions",
+    "summarize",
     "to_canonical",
     "write_transactions",
 ]
@@ -284,6 +285,28 @@ def _subsample(
         raise FraudlabError(f"Invalid n_rows {n_rows!r}: {path} has {len(frame):,} rows; choose 1..{len(frame):,}.")
     chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=n_rows, replace=False))
     return frame.iloc[chosen].reset_index(drop=True), bad[chosen]
+
+
+def summarize(table: pd.DataFrame, weights: np.ndarray | None = None) -> dict[str, object]:
+    """The figures a person checks first about a transaction table.
+
+    Rows, fraud rate, type mix, frauds per type and the share of exact-zero
+    balances per column; with ``weights`` (e.g. for a fraud-enriched table)
+    the rates are population-weighted.
+    """
+    if table.empty:
+        raise FraudlabError("Cannot summarize an empty table.")
+    w = pd.Series(np.ones(len(table)) if weights is None else np.asarray(weights, dtype="float64"), index=table.index)
+    total = w.sum()
+    types = table["type"].astype(str)
+    fraud = table["is_fraud"].astype(bool)
+    return {
+        "rows": len(table),
+        "fraud_rate": float(w[fraud].sum() / total),
+        "type_mix": {t: float(w[types == t].sum() / total) for t in TRANSACTION_TYPES},
+        "frauds_by_type": {t: int((fraud & (types == t)).sum()) for t in TRANSACTION_TYPES},
+        "zero_share": {c: float(w[table[c] == 0].sum() / total) for c in BALANCE_COLUMNS},
+    }
 
 
 def write_transactions(table: pd.DataFrame, path: str | Path) -> Path:

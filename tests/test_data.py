@@ -169,3 +169,24 @@ def test_write_refuses_an_unknown_format(tmp_path, reference):
 
     with pytest.raises(FraudlabError, match=r"Invalid output .*out\.xlsx"):
         write_transactions(reference.sample.head(5), tmp_path / "out.xlsx")
+
+
+def test_summarize_reports_the_documented_figures(reference):
+    from fraudlab.data import summarize
+
+    summary = summarize(reference.sample)
+    assert summary["rows"] == 49_061
+    assert summary["fraud_rate"] == pytest.approx(63 / 49_061)
+    assert summary["type_mix"]["CASH_OUT"] == pytest.approx(0.3522, abs=1e-4)
+    assert sum(summary["frauds_by_type"].values()) == 63
+    assert summary["zero_share"]["old_balance_orig"] == pytest.approx(0.331, abs=1e-3)
+
+
+def test_summarize_weights_a_fraud_enriched_table(reference):
+    from fraudlab.data import summarize
+
+    nonfraud = reference.sample[~reference.sample["is_fraud"]]
+    table = pd.concat([nonfraud, reference.frauds], ignore_index=True)
+    weights = [reference.nonfraud_weight] * len(nonfraud) + [1.0] * len(reference.frauds)
+    assert summarize(table, weights)["fraud_rate"] == pytest.approx(8_213 / 6_362_620, rel=1e-6)
+    assert summarize(table)["fraud_rate"] == pytest.approx(8_213 / len(table))
