@@ -26,13 +26,16 @@ from matplotlib.patches import Patch
 from fraudlab.data import MONEY_COLUMNS
 from fraudlab.evaluate import EvaluationInputError, EvaluationResult
 from fraudlab.messages import TRANSACTION_TYPES
+from fraudlab.synth import SegmentModel, TransactionSynthesizer
 
 __all__ = [
     "DPI",
+    "plot_copula_correlation",
     "plot_correlations",
     "plot_distributions",
     "plot_fraud_by_type",
     "plot_fraud_pattern",
+    "plot_learned_marginals",
     "plot_summary",
     "plot_type_mix",
 ]
@@ -343,3 +346,42 @@ def _privacy_note(results: Mapping[str, EvaluationResult]) -> str:
         for label, r in results.items()
     ]
     return "\n".join(["Privacy, distance to closest record (DCR):", *lines])
+
+
+# --------------------------------------------------------------------------- what a synthesizer learned
+
+
+def plot_learned_marginals(model: TransactionSynthesizer, column: str = "amount") -> Figure:
+    """The learned distribution of ``column`` in every segment, as quantile curves on a log scale.
+
+    These are the synthesizer's own quantile tables, read back in currency
+    units: how it will draw the column, per transaction type and fraud label.
+    """
+    probabilities = np.linspace(0.001, 0.999, 400)
+    fig = _figure(8.5, 4.2)
+    ax = fig.add_subplot()
+    for i, segment in enumerate(model.segments):
+        if column not in segment.knots:
+            continue
+        values = segment.marginal_quantiles(column, probabilities)
+        label = f"{segment.type}{' (fraud)' if segment.is_fraud else ''}"
+        ax.plot(np.maximum(values, 1.0), probabilities, color=_COLORS[i % len(_COLORS)],
+                linestyle="--" if segment.is_fraud else "-", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{column} ({_MONEY_UNIT}, log scale)")
+    ax.set_ylabel("cumulative share of rows")
+    ax.set_title(f"Learned distribution of {column} per segment (exact zeros are modelled separately)")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_copula_correlation(segment: SegmentModel) -> Figure:
+    """The copula's correlation matrix of one segment (latent columns: values, zero and mode indicators)."""
+    corr = segment.correlation_frame()
+    fig = _figure(7.5, 6.0)
+    ax = fig.add_subplot()
+    sns.heatmap(corr, ax=ax, vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f", annot_kws={"fontsize": 7},
+                square=True, cbar_kws={"shrink": 0.7, "label": "correlation of normal scores"})
+    kind = f"{segment.type}{' fraud' if segment.is_fraud else ''}"
+    ax.set_title(f"Gaussian copula of {kind} rows ({segment.rows:,} training rows)")
+    return fig

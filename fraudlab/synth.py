@@ -61,6 +61,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ModelFileError",
     "NotFittedError",
+    "SegmentModel",
     "TrainingData",
     "TransactionSynthesizer",
     "load_training_data",

@@ -117,3 +117,21 @@ def test_figures_refuse_tables_without_the_columns_they_draw(tables):
         plots.plot_type_mix({})
     with pytest.raises(EvaluationInputError, match="weights of 'real' have 3 values"):
         plots.plot_type_mix(tables, weights={"real": np.ones(3)})
+
+
+def test_what_the_synthesizer_learned_is_drawn():
+    from fraudlab.data import load_reference
+    from fraudlab.plots import plot_copula_correlation, plot_learned_marginals
+    from fraudlab.synth import TransactionSynthesizer
+
+    model = TransactionSynthesizer().fit(load_reference().sample, progress=False)
+    marginals = plot_learned_marginals(model)
+    ax = marginals.axes[0]
+    assert ax.get_xscale() == "log"
+    assert len(ax.get_lines()) == len(model.segments)
+    assert "amount" in ax.get_title()
+    segment = model.segment("TRANSFER")
+    heatmap = plot_copula_correlation(segment)
+    labels = [t.get_text() for t in heatmap.axes[0].get_xticklabels()]
+    assert labels == segment.columns
+    assert "TRANSFER" in heatmap.axes[0].get_title()
