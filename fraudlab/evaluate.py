@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -45,6 +46,7 @@ from fraudlab.data import (
     DataValidationError,
     Reference,
     load_reference,
+    read_transactions,
     to_canonical,
 )
 from fraudlab.exceptions import FraudlabError
@@ -56,6 +58,7 @@ __all__ = [
     "MODELLED_COLUMNS",
     "PRIVACY_REFERENCE_ROWS",
     "PRIVACY_ROWS",
+    "REFERENCE",
     "TEST_SHARE",
     "UTILITY_FEATURES",
     "UTILITY_ROWS",
@@ -70,6 +73,7 @@ __all__ = [
     "Validity",
     "check_table",
     "evaluate",
+    "load_split",
     "measure_fidelity",
     "measure_privacy",
     "measure_utility",
@@ -95,6 +99,8 @@ PRIVACY_ROWS = 10_000
 PRIVACY_REFERENCE_ROWS = 50_000
 #: Share of the real rows (frauds and non-frauds alike) held out for testing.
 TEST_SHARE = 0.5
+#: The name that stands for the bundled real rows wherever a real table is chosen by name.
+REFERENCE = "reference"
 
 _TABLE = "transactions"
 #: A PaySim row is identified by these columns (names are random per transaction), used to deduplicate real rows.
@@ -319,6 +325,17 @@ def split_reference(reference: Reference | None = None, *, seed: int = 0, test_s
     return _split(
         reference.sample, reference.frauds, reference.nonfraud_weight, reference.fraud_weight, seed, test_share
     )
+
+
+def load_split(real: str | Path, *, seed: int = 0) -> RealSplit:
+    """The real split named on a command line or in a notebook parameter.
+
+    ``"reference"`` is the bundled real rows (:func:`split_reference`); any
+    other value is a PaySim file, read and split by :func:`split_table`.
+    """
+    if str(real) == REFERENCE:
+        return split_reference(seed=seed)
+    return split_table(read_transactions(real), seed=seed)
 
 
 def split_table(table: pd.DataFrame, *, seed: int = 0, test_share: float = TEST_SHARE) -> RealSplit:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from fraudlab import plots
 from fraudlab.data import read_transactions
-from fraudlab.evaluate import EvaluationResult, RealSplit, evaluate, split_reference, split_table
+from fraudlab.evaluate import REFERENCE, EvaluationResult, RealSplit, evaluate, load_split
 
 __all__ = [
     "BASELINE_LABEL",
@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 #: ``--real`` value meaning the bundled real rows.
-REFERENCE = "reference"
 #: ``--synthetic`` value meaning "fit SDV's default GaussianCopula on the real training rows and sample from it".
 SDV_BASELINE = "sdv-baseline"
 BASELINE_LABEL = "SDV default"
@@ -294,10 +293,6 @@ def headline_lines(label: str, result: EvaluationResult) -> Iterator[str]:
            f"held-out rows; median DCR {p.dcr_median_synthetic:.4f} (real {p.dcr_median_holdout:.4f})")
 
 
-def _real_split(real: str, seed: int) -> RealSplit:
-    return split_reference(seed=seed) if real == REFERENCE else split_table(read_transactions(real), seed=seed)
-
-
 def _command(
     real: str, synthetic: str, out_dir: Path, seed: int, split_seed: int, baseline: bool, baseline_rows: int | None
 ) -> str:
@@ -342,7 +337,7 @@ def evaluate_files(
     from fraudlab.baseline import fit_sdv_baseline
 
     out = Path(out_dir)
-    split = _real_split(real, split_seed)
+    split = load_split(real, seed=split_seed)
     tables: dict[str, pd.DataFrame] = {}
     if synthetic != SDV_BASELINE:
         tables["synthetic"] = read_transactions(synthetic)

@@ -355,3 +355,13 @@ def test_evaluate_command_reports_a_missing_file(tmp_path):
     result = CliRunner().invoke(cli, ["evaluate", "--synthetic", str(tmp_path / "nope.parquet"), "-o", str(tmp_path)])
     assert isinstance(result.exception, FraudlabError)
     assert "No such transaction file" in str(result.exception)
+
+
+def test_load_split_resolves_reference_and_files(tmp_path):
+    from fraudlab.data import load_reference, write_transactions
+    from fraudlab.evaluate import load_split
+
+    assert load_split("reference", seed=0).sizes() == split_reference(seed=0).sizes()
+    write_transactions(load_reference().sample, tmp_path / "real.parquet")
+    from_file = load_split(tmp_path / "real.parquet", seed=1)
+    assert len(from_file.train_sample) + len(from_file.test_sample) == 49_061
