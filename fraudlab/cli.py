@@ -156,9 +156,10 @@ def sample(model_path: Path | None, rows: int, seed: int | None, fraud_rate: flo
     """Sample synthetic transactions from a fitted model into a file."""
     import time
 
-    from fraudlab.data import write_transactions
+    from fraudlab.data import check_output_path, write_transactions
     from fraudlab.synth import DEFAULT_MODEL, TransactionSynthesizer, sample_in_chunks
 
+    check_output_path(output)
     model = TransactionSynthesizer.load(model_path or DEFAULT_MODEL)
     started = time.perf_counter()
     table = sample_in_chunks(model, rows, seed=seed, fraud_rate=fraud_rate)
@@ -189,6 +190,29 @@ def evaluate_command(real: str, synthetic: str, output: Path, seed: int, split_s
 
     evaluate_files(real, synthetic, output, seed=seed, split_seed=split_seed, baseline=baseline,
                    baseline_rows=baseline_rows, echo=click.echo)
+
+
+@cli.command("simulate")
+@click.option("--rows", type=click.IntRange(min=1), default=2_000_000, show_default=True, help="Rows to simulate.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed: the same seed gives the same rows.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file: .parquet, .csv or .csv.gz.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def simulate_command(rows: int, seed: int, output: Path, progress: bool) -> None:
+    """Simulate PaySim transactions (fraudlab's vectorised PaySim, calibrated to the real rows) into a file."""
+    import time
+
+    from fraudlab.data import check_output_path, write_transactions
+    from fraudlab.paysim import simulate
+
+    check_output_path(output)
+    started = time.perf_counter()
+    table = simulate(rows, seed=seed, progress=progress)
+    seconds = time.perf_counter() - started
+    write_transactions(table, output)
+    click.echo(_summary("Simulated", len(table), seconds)
+               + f"; {int(table['is_fraud'].sum()):,} frauds; written to {output}")
 
 
 def main() -> None:

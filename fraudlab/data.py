@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections import Counter
+from copy import deepcopy
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -42,6 +44,7 @@ __all__ = [
     "DataValidationError",
     "Reference",
     "canonical_dtypes",
+    "check_output_path",
     "load_reference",
     "read_transactions",
     "summarize",
@@ -139,8 +142,32 @@ def _detect_layout(path: Path, header: list[str]) -> str:
 
 def _read_csv_arrow(path: Path, columns: list[str], progress: bool) -> pa.Table:
     """Read only ``columns``, everything as text first so bad values can be located, in streamed blocks."""
+    return _stream_csv(path, dict.fromkeys(columns, pa.string()), progress)
+
+
+def _arrow_type(column: str) -> pa.DataType:
+    """The Arrow type a canonical column is parsed as on the fast path."""
+    if column == "type":
+        return pa.dictionary(pa.int32(), pa.string())
+    if column in MONEY_COLUMNS:
+        return pa.float64()
+    if column in FLAG_COLUMNS:
+        return pa.int8()
+    return pa.int32() if column == "step" else pa.string()
+
+
+def _read_csv_typed(path: Path, rename: dict[str, str], progress: bool) -> pa.Table | None:
+    """Read the columns already typed (the fast path); ``None`` when a value does not parse as its type."""
+    try:
+        return _stream_csv(path, {source: _arrow_type(column) for source, column in rename.items()}, progress)
+    except pa.ArrowInvalid:
+        return None
+
+
+def _stream_csv(path: Path, column_types: dict[str, pa.DataType], progress: bool) -> pa.Table:
+    """Read the given columns in streamed blocks, with a progress bar for large files."""
     convert = pacsv.ConvertOptions(
-        include_columns=columns, column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=False
+        include_columns=list(column_types), column_types=column_types, strings_can_be_null=False
     )
     reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20), convert_options=convert)
     show = progress and path.stat().st_size >= _PROGRESS_MIN_BYTES
@@ -150,6 +177,38 @@ def _read_csv_arrow(path: Path, columns: list[str], progress: bool) -> pa.Table:
             batches.append(batch)
             bar.update(batch.num_rows)
     return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def _arrow_is_clean(table: pa.Table, rename: dict[str, str]) -> bool:
+    """Whether every row obeys the schema, judged on typed Arrow columns without converting them.
+
+    True means the text-based validation would find nothing; False sends the
+    file down that slower path, which names each problem.
+    """
+    for source, column in rename.items():
+        values = table.column(source)
+        if values.null_count:
+            return False
+        if column == "type":
+            kinds = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+            if not (pa.types.is_string(kinds) or pa.types.is_large_string(kinds)):
+                return False
+            if not set(pc.unique(values.cast(kinds)).to_pylist()) <= set(TRANSACTION_TYPES):
+                return False
+        elif column in ("step", *MONEY_COLUMNS, *FLAG_COLUMNS) and not _numbers_are_clean(values, column):
+            return False
+    return True
+
+
+def _numbers_are_clean(values: pa.ChunkedArray, column: str) -> bool:
+    """A numeric column with nothing missing (NaN), and money that is finite and not negative."""
+    kind = values.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        return False
+    numbers = values.to_numpy()
+    if column in MONEY_COLUMNS:
+        return bool((numbers >= 0).all() and np.isfinite(numbers).all())
+    return not (numbers.dtype.kind == "f" and np.isnan(numbers).any())
 
 
 def _not_numeric(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -218,13 +277,17 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [column for column in CANONICAL_COLUMNS if column not in frame.columns]
     if missing:
         raise DataValidationError("table", [f"missing column {column!r}" for column in missing])
-    out = frame.loc[:, list(CANONICAL_COLUMNS)].copy()
-    for column, dtype in canonical_dtypes().items():
-        if dtype == "bool":
-            out[column] = pd.to_numeric(out[column]).astype(bool)
-        else:
-            out[column] = out[column].astype(dtype)
-    return out.reset_index(drop=True)
+    dtypes = canonical_dtypes()
+    out = pd.DataFrame({column: _as_canonical(frame[column], dtypes[column]) for column in CANONICAL_COLUMNS})
+    out.attrs = deepcopy(frame.attrs)
+    return out
+
+
+def _as_canonical(values: pd.Series, dtype: object) -> object:
+    """One column in its canonical dtype, as an array: the frame built from these copies it once, with a fresh index."""
+    if dtype == "bool":
+        return pd.to_numeric(values).astype(bool).to_numpy()
+    return values.astype(dtype, copy=False).array
 
 
 def read_transactions(
@@ -259,32 +322,46 @@ def read_transactions(
     layout = _detect_layout(path, header)
     rename = {c: c for c in CANONICAL_COLUMNS} if layout == "canonical" else _LAYOUTS[layout]
     if path.suffix == ".parquet":
-        frame = pq.read_table(path, columns=list(rename)).to_pandas()
+        typed: pa.Table | None = pq.read_table(path, columns=list(rename))
     else:
-        frame = _read_csv_arrow(path, list(rename), progress).to_pandas()
-    frame = frame.rename(columns=rename)
-    if "is_unauthorized_overdraft" not in frame.columns:
-        frame["is_unauthorized_overdraft"] = False
+        typed = _read_csv_typed(path, rename, progress)
+    if typed is not None and _arrow_is_clean(typed, rename):
+        if n_rows is not None:
+            typed = typed.take(_chosen_rows(typed.num_rows, n_rows, seed, path))
+        # Account names are nearly all distinct, so pyarrow's de-duplication of strings would only cost time.
+        return _finish(_renamed(typed.to_pandas(deduplicate_objects=False), rename), path, layout, {})
+    raw = typed if path.suffix == ".parquet" else _read_csv_arrow(path, list(rename), progress)
+    frame = _renamed(raw.to_pandas(), rename)
     bad, problems, reasons = _validate_rows(frame, {v: k for k, v in rename.items()})
     if bad.any() and on_bad_rows == "raise":
         raise DataValidationError(str(path), problems)
     if n_rows is not None:
-        frame, bad = _subsample(frame, bad, n_rows, seed, path)
-    kept = frame.loc[~bad]
-    table = to_canonical(kept)
+        chosen = _chosen_rows(len(frame), n_rows, seed, path)
+        frame, bad = frame.iloc[chosen].reset_index(drop=True), bad[chosen]
+    return _finish(frame.loc[~bad], path, layout, dict(reasons) if bad.any() else {})
+
+
+def _renamed(frame: pd.DataFrame, rename: dict[str, str]) -> pd.DataFrame:
+    """Canonical column names; the Kaggle layout has no overdraft column, so it is False (see the module doc)."""
+    frame = frame.rename(columns=rename)
+    if "is_unauthorized_overdraft" not in frame.columns:
+        frame["is_unauthorized_overdraft"] = False
+    return frame
+
+
+def _finish(frame: pd.DataFrame, path: Path, layout: str, rejected: dict[str, int]) -> pd.DataFrame:
+    table = to_canonical(frame)
     table.attrs["source"] = str(path)
     table.attrs["layout"] = layout
-    table.attrs["rejected"] = dict(reasons) if bad.any() else {}
+    table.attrs["rejected"] = rejected
     return table
 
 
-def _subsample(
-    frame: pd.DataFrame, bad: np.ndarray, n_rows: int, seed: int, path: Path
-) -> tuple[pd.DataFrame, np.ndarray]:
-    if n_rows < 1 or n_rows > len(frame):
-        raise FraudlabError(f"Invalid n_rows {n_rows!r}: {path} has {len(frame):,} rows; choose 1..{len(frame):,}.")
-    chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=n_rows, replace=False))
-    return frame.iloc[chosen].reset_index(drop=True), bad[chosen]
+def _chosen_rows(total: int, n_rows: int, seed: int, path: Path) -> np.ndarray:
+    """The positions of an ``n_rows`` uniform draw without replacement, in file order."""
+    if n_rows < 1 or n_rows > total:
+        raise FraudlabError(f"Invalid n_rows {n_rows!r}: {path} has {total:,} rows; choose 1..{total:,}.")
+    return np.sort(np.random.default_rng(seed).choice(total, size=n_rows, replace=False))
 
 
 def summarize(table: pd.DataFrame, weights: np.ndarray | None = None) -> dict[str, object]:
@@ -309,12 +386,18 @@ def summarize(table: pd.DataFrame, weights: np.ndarray | None = None) -> dict[st
     }
 
 
+def check_output_path(path: str | Path) -> Path:
+    """Refuse an output name :func:`write_transactions` cannot write, before any long work starts."""
+    path = Path(path)
+    if not path.name.lower().endswith((".parquet", ".csv", ".csv.gz")):
+        raise FraudlabError(f"Invalid output {str(path)!r}: use a .parquet, .csv or .csv.gz file name.")
+    return path
+
+
 def write_transactions(table: pd.DataFrame, path: str | Path) -> Path:
     """Write a canonical table as ``.parquet``, ``.csv`` or ``.csv.gz`` (chosen by the file name)."""
-    path = Path(path)
+    path = check_output_path(path)
     name = path.name.lower()
-    if not name.endswith((".parquet", ".csv", ".csv.gz")):
-        raise FraudlabError(f"Invalid output {str(path)!r}: use a .parquet, .csv or .csv.gz file name.")
     path.parent.mkdir(parents=True, exist_ok=True)
     canonical = to_canonical(table)
     if name.endswith(".parquet"):
