@@ -38,6 +38,7 @@ import json
 import platform
 import time
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -65,6 +66,7 @@ __all__ = [
     "TrainingData",
     "TransactionSynthesizer",
     "load_training_data",
+    "model_metrics",
     "sample_in_chunks",
     "table_fingerprint",
 ]
@@ -433,6 +435,18 @@ def _allocate(total: int, shares: np.ndarray, fraud: np.ndarray) -> np.ndarray:
     return counts
 
 
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """A compressed ``.npz`` whose bytes depend only on the arrays (fixed entry times), so refits reproduce it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(entry, "w") as handle:
+                np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
 def _library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in ("fraudlab", "sdv", "copulas", "numpy", "pandas", "scipy"):
@@ -462,6 +476,8 @@ class TransactionSynthesizer:
         self.seed = seed
         self.segments: list[SegmentModel] = []
         self.training: dict[str, Any] = {}
+        #: Wall-clock seconds of the last ``fit`` in this process (None for a loaded model).
+        self.fit_seconds: float | None = None
 
     # ---- fitting
     def fit(self, table: pd.DataFrame, *, weights: Sequence[float] | np.ndarray | None = None,
@@ -500,8 +516,9 @@ class TransactionSynthesizer:
         ]
         self.training = {
             "rows": len(canonical), "fingerprint": table_fingerprint(canonical), "source": source,
-            "weighted": weights is not None, "fit_seconds": round(time.perf_counter() - started, 2),
+            "weighted": weights is not None,
         }
+        self.fit_seconds = round(time.perf_counter() - started, 2)
         return self
 
     @staticmethod
@@ -626,16 +643,15 @@ class TransactionSynthesizer:
             arrays.update({f"{i}/correlation": segment.correlation, f"{i}/loc": segment.loc,
                            f"{i}/scale": segment.scale})
             arrays.update({f"{i}/knots/{name}": knots for name, knots in segment.knots.items()})
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        payload = buffer.getvalue()
+        payload = _npz_bytes(arrays)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(payload)
         manifest = {
             "kind": ARTEFACT_KIND, "format_version": FORMAT_VERSION, "model_file": path.name,
             "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "libraries": _library_versions(),
-            "training_data": self.training, "natural_fraud_rate": self.natural_fraud_rate(),
+            "training_data": self.training, "fit_seconds": self.fit_seconds,
+            "natural_fraud_rate": self.natural_fraud_rate(),
             "segments": [{"type": s.type, "is_fraud": s.is_fraud, "share": s.share, "rows": s.rows}
                          for s in self.segments],
             "metrics": dict(metrics or {}),
@@ -732,6 +748,21 @@ def load_training_data(source: str | Path, *, rows: int | None, seed: int, progr
 
     table = read_transactions(source, n_rows=rows, seed=seed, progress=progress)
     return TrainingData(table, None, f"{source} (rows={len(table)}, seed={seed})")
+
+
+def model_metrics(model: TransactionSynthesizer, *, rows: int = 200_000, seed: int = 0) -> dict[str, Any]:
+    """Headline figures of ``model`` against the held-out half of the bundled real rows, for its manifest.
+
+    ``rows`` synthetic rows are judged by :func:`fraudlab.evaluate.evaluate`
+    on the real rows of ``split_reference(seed=0)`` that a ``--source
+    reference`` model never saw (a model fitted on the Kaggle file itself
+    may have seen them: its figures are then optimistic).
+    """
+    from fraudlab.evaluate import evaluate, split_reference
+
+    result = evaluate(split_reference(seed=0), model.sample(rows, seed=seed), seed=seed)
+    return {**result.headline(), "evaluated_rows": rows, "evaluated_against": "bundled real rows, held-out half "
+            "(split_reference seed 0)", "evaluation_seed": seed}
 
 
 def sample_in_chunks(model: TransactionSynthesizer, n: int, *, seed: int | None = None, chunk: int = 500_000,
