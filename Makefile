@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fraudlab-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install jars demo test lint proto lock lab kernel broker-up broker-down clean
+.PHONY: help install jars demo test lint proto lock lab kernel notebooks broker-up broker-down clean
 
 help:
 	@echo "make demo     run the pipeline demo on a local Kafka broker"
 	@echo "make test     lint + full test suite (starts its own broker)"
 	@echo "make lab      JupyterLab with the registered 'fraudlab' kernel"
+	@echo "make notebooks  re-execute the notebooks and keep their outputs"
 	@echo "make proto    regenerate fraudlab/proto from proto/fraud/v1"
 	@echo "make lock     refresh constraints.txt from the current venv"
 
@@ -34,8 +35,16 @@ demo: jars
 lint: install
 	$(BIN)/ruff check .
 
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+
+# The suite and the committed notebooks as committed (nbval, default parameters), in one pytest run.
 test: jars lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests $(NOTEBOOKS) --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
+# Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see).
+notebooks: install jars
+	cd notebooks && for nb in $(notdir $(NOTEBOOKS)); do \
+		../$(BIN)/papermill --cwd . --kernel python3 "$$nb" "$$nb" || exit 1; done
 
 proto: install
 	$(BIN)/python -m fraudlab.protogen

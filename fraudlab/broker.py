@@ -15,6 +15,7 @@ and notebooks use as a context manager.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import fcntl
@@ -344,8 +345,15 @@ def _log4j2_config(settings: BrokerSettings) -> str:
 
 
 def _new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    An id starting with ``-`` would be read as an option by the storage
+    tool's argument parser (1 in 64 draws), so such draws are redrawn.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _read_meta_cluster_id(data_dir: Path) -> str | None:
@@ -571,6 +579,10 @@ def _reap(pid: int) -> None:
 class LocalBroker:
     """A broker owned by a ``with`` block: started on entry, stopped on exit if this block started it.
 
+    A broker this handle started is also stopped when the Python process
+    exits (a notebook kernel shut down or restarted mid-run), so it never
+    outlives its owner.
+
     >>> with LocalBroker(BrokerSettings(port=19092, controller_port=19093)) as bootstrap:
     ...     ...  # produce and consume against `bootstrap`
     """
@@ -587,10 +599,13 @@ class LocalBroker:
     def start(self) -> str:
         status = start_broker(self.settings)
         self._started_here = not status.reused
+        if self._started_here:
+            atexit.register(self.stop)
         return self.bootstrap
 
     def stop(self) -> None:
         if self._started_here:
+            atexit.unregister(self.stop)
             stop_broker(self.settings, purge=self.purge_on_exit)
             self._started_here = False
 

@@ -101,14 +101,17 @@ def broker_fetch(**flags: object) -> None:
 @_broker_options
 @click.option("--bootstrap", envvar="KAFKA_BROKER", default=None,
               help="Use this Kafka instead of the local broker [env KAFKA_BROKER].")
-@click.option("--count", type=click.IntRange(1, 10_000), default=5, show_default=True,
-              help="How many transactions to publish and read back.")
+@click.option("--count", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True,
+              help="How many transactions to stream through the service and read back.")
+@click.option("--rate", default="max", show_default=True, help="Transactions per second, or 'max'.")
+@click.option("--users", type=click.IntRange(min=1), default=1000, show_default=True, help="Size of the user_id pool.")
 @click.option("--topic", default="raw_transactions", show_default=True, help="Kafka topic.")
-def demo(bootstrap: str | None, count: int, topic: str, **flags: object) -> None:
-    """Publish real PaySim transactions to Kafka, read them back and print them."""
+def demo(bootstrap: str | None, count: int, rate: str, users: int, topic: str, **flags: object) -> None:
+    """The pipeline: local Kafka, the gRPC ingestion service, the producer streaming, the consumer's summary."""
     from fraudlab.demo import run_demo
 
-    run_demo(_settings(**flags), bootstrap=bootstrap, count=count, topic=topic, echo=click.echo)  # type: ignore[arg-type]
+    run_demo(_settings(**flags), bootstrap=bootstrap, count=count, rate=_rate(rate),  # type: ignore[arg-type]
+             users=users, topic=topic, echo=click.echo, progress=True)
 
 
 def _summary(what: str, rows: int, seconds: float) -> str:
@@ -170,6 +173,132 @@ def sample(model_path: Path | None, rows: int, seed: int | None, fraud_rate: flo
     write_transactions(table, output)
     click.echo(_summary("Sampled", len(table), seconds)
                + f"; {int(table['is_fraud'].sum()):,} frauds; written to {output}")
+
+
+def _rate(value: str) -> float | None:
+    """``--rate``: a positive number of transactions per second, or ``max``."""
+    if value.strip().lower() == "max":
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not rate > 0:
+        raise click.BadParameter(f"{value!r} is neither a positive number of transactions/s nor 'max'.")
+    return rate
+
+
+@cli.command("serve")
+@click.option("--bootstrap", envvar="KAFKA_BROKER", default="127.0.0.1:9092", show_default=True,
+              help="Kafka bootstrap servers [env KAFKA_BROKER].")
+@click.option("--topic", default="raw_transactions", show_default=True, envvar="FRAUDLAB_TOPIC",
+              help="Kafka topic [env FRAUDLAB_TOPIC].")
+@click.option("--partitions", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Partitions of the topic when it has to be created.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="FRAUDLAB_SERVICE_HOST",
+              help="Interface to bind [env FRAUDLAB_SERVICE_HOST]; 0.0.0.0 exposes the server.")
+@click.option("--port", type=click.IntRange(0, 65535), default=50051, show_default=True,
+              envvar="FRAUDLAB_SERVICE_PORT", help="gRPC port [env FRAUDLAB_SERVICE_PORT].")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="FRAUDLAB_TLS_CERT", help="PEM certificate; with --tls-key turns TLS on [env FRAUDLAB_TLS_CERT].")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="FRAUDLAB_TLS_KEY", help="PEM private key [env FRAUDLAB_TLS_KEY].")
+@click.option("--token", "tokens", multiple=True, envvar="FRAUDLAB_TOKENS",
+              help="Accepted bearer token, repeatable [env FRAUDLAB_TOKENS, space-separated]; none: no auth.")
+@click.option("--rate-limit", type=click.FloatRange(min=0), default=1000.0, show_default=True,
+              help="Transactions per second allowed per user_id (token bucket); 0 disables.")
+@click.option("--rate-burst", type=click.FloatRange(min=1), default=2000.0, show_default=True,
+              help="Token-bucket depth per user_id.")
+@click.option("--dedup-window", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="Seconds a published transaction_id is remembered to drop repeats.")
+@click.option("--dedup-capacity", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="At most this many remembered transaction_ids (about 170 MB per million).")
+@click.option("--max-message-bytes", type=click.IntRange(min=4096), default=16 * 1024 * 1024, show_default=True,
+              help="Largest request or response.")
+@click.option("--ack-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds to wait for Kafka's confirmation before answering UNAVAILABLE.")
+@click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds in-flight calls get to finish on SIGTERM/SIGINT.")
+def serve(bootstrap: str, topic: str, partitions: int, host: str, port: int, tls_cert: Path | None,
+          tls_key: Path | None, tokens: tuple[str, ...], **limits: float) -> None:
+    """Run the gRPC ingestion service (FraudIngestion) in front of Kafka until SIGTERM/SIGINT."""
+    from fraudlab.service import ServiceSettings, run_server
+
+    settings = ServiceSettings(bootstrap=bootstrap, topic=topic, partitions=partitions, host=host, port=port,
+                               tls_cert=tls_cert, tls_key=tls_key, tokens=tokens, **limits)  # type: ignore[arg-type]
+    run_server(settings, echo=lambda line: click.echo(line, err=True))
+
+
+@cli.command("health")
+@click.option("--target", default="127.0.0.1:50051", show_default=True, envvar="FRAUDLAB_TARGET",
+              help="host:port of the ingestion server [env FRAUDLAB_TARGET].")
+@click.option("--service", default="", help="Service to ask about [default: the whole server].")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="FRAUDLAB_TLS_CA", help="PEM certificate to trust when the server uses TLS [env FRAUDLAB_TLS_CA].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Seconds to wait for the answer.")
+def health(target: str, service: str, tls_ca: Path | None, timeout: float) -> None:
+    """Ask the server's standard health service; exit 0 when it is SERVING, 1 otherwise."""
+    from fraudlab.service import check_health
+
+    status = check_health(target, service=service, tls_ca=tls_ca, timeout=timeout)
+    click.echo(f"{target}: {status}")
+    sys.exit(0 if status == "SERVING" else 1)
+
+
+@cli.command("produce")
+@click.option("--target", default="127.0.0.1:50051", show_default=True, envvar="FRAUDLAB_TARGET",
+              help="host:port of the ingestion server [env FRAUDLAB_TARGET].")
+@click.option("--rate", default="max", show_default=True, help="Transactions per second, or 'max'.")
+@click.option("--count", type=click.IntRange(min=0), default=None,
+              help="Transactions to send [default: until Ctrl-C or SIGTERM].")
+@click.option("--users", type=click.IntRange(min=1), default=1000, show_default=True, help="Size of the user_id pool.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Saved synthesizer to sample from [default: the pre-trained models/gaussian_copula_20L.npz].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Transactions per streamed batch at full speed.")
+@click.option("--window", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Batches in flight without an answer.")
+@click.option("--seed", type=int, default=None, help="Seed of the sampled rows and users.")
+@click.option("--token", envvar="FRAUDLAB_TOKEN", default=None, help="Bearer token [env FRAUDLAB_TOKEN].")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="FRAUDLAB_TLS_CA", help="PEM certificate to trust when the server uses TLS [env FRAUDLAB_TLS_CA].")
+@click.option("--retry-timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Give up after this many seconds without an acknowledgement.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def produce(rate: str, model_path: Path | None, progress: bool, **flags: object) -> None:
+    """Stream sampled transactions through the ingestion service, resending whatever was not acknowledged."""
+    import gc
+
+    from fraudlab.producer import ProducerSettings, default_source, model_source
+    from fraudlab.producer import produce as run_producer
+
+    settings = ProducerSettings(rate=_rate(rate), **flags)  # type: ignore[arg-type]
+    source = model_source(model_path) if model_path is not None else default_source()
+    gc.collect()
+    gc.freeze()  # this process only produces: keep full collections off the loaded libraries and the ack latency
+    summary = run_producer(settings, source, progress=progress, handle_signals=True)
+    click.echo(summary.describe())
+
+
+@cli.command("consume")
+@click.option("--bootstrap", envvar="KAFKA_BROKER", default="127.0.0.1:9092", show_default=True,
+              help="Kafka bootstrap servers [env KAFKA_BROKER].")
+@click.option("--topic", default="raw_transactions", show_default=True, envvar="FRAUDLAB_TOPIC",
+              help="Kafka topic [env FRAUDLAB_TOPIC].")
+@click.option("--max", "max_messages", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Stop after this many transactions.")
+@click.option("--from-beginning", is_flag=True, help="Read from the oldest record instead of only new ones.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Stop after this many seconds without a new record.")
+def consume(bootstrap: str, topic: str, max_messages: int, from_beginning: bool, timeout: float) -> None:
+    """Read transactions from Kafka, decode the protobuf records and print them as a table."""
+    from fraudlab.consumer import format_transactions, read_transactions_frame
+
+    frame = read_transactions_frame(bootstrap, topic=topic, max_messages=max_messages,
+                                    from_beginning=from_beginning, timeout=timeout)
+    click.echo(format_transactions(frame))
+    click.echo(f"{len(frame)} transaction(s) from {topic!r} at {bootstrap}")
 
 
 @cli.command("evaluate")

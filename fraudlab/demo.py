@@ -1,9 +1,10 @@
-"""``make demo``: the main job on embedded defaults.
+"""``make demo``: the ingestion pipeline end to end on embedded defaults.
 
-Today it proves the Kafka spine end to end: bring up the local broker,
-publish real PaySim transactions (from the bundled rows) as protobuf
-``TransactionRequest`` records to ``raw_transactions``, read exactly those
-records back and print them.
+Local Kafka broker -> gRPC ingestion service (in this process, on a free
+port) -> producer streaming sampled transactions -> consumer reading the topic
+back. The summary proves nothing was lost or doubled: transactions
+acknowledged by the service = distinct records read from Kafka, and shows a
+few decoded rows and the throughput.
 """
 
 from __future__ import annotations
@@ -15,40 +16,50 @@ from collections.abc import Callable
 import pandas as pd
 
 from fraudlab.broker import BrokerSettings, LocalBroker
-from fraudlab.data import load_reference
-from fraudlab.kafka import consume_transactions, end_offsets, ensure_topic, publish_transactions
-from fraudlab.messages import transaction_to_dict, transactions_from_table
+from fraudlab.consumer import format_transactions, read_transactions_frame
+from fraudlab.kafka import DEFAULT_TOPIC, end_offsets, ensure_topic
+from fraudlab.messages import TransactionRequest
+from fraudlab.producer import ProducerSettings, TransactionSource, produce
+from fraudlab.service import IngestionServer, ServiceSettings
 
 __all__ = ["run_demo"]
 
-_SHOWN_COLUMNS = ["transaction_id", "user_id", "type", "amount", "old_balance_orig", "new_balance_orig", "is_fraud"]
+_SHOWN_ROWS = 5
 
 
 def run_demo(
-    settings: BrokerSettings | None = None, *, bootstrap: str | None = None, count: int = 5,
-    topic: str = "raw_transactions", echo: Callable[[str], None] = print,
+    settings: BrokerSettings | None = None, *, bootstrap: str | None = None, count: int = 10_000,
+    topic: str = DEFAULT_TOPIC, users: int = 1000, rate: float | None = None, source: TransactionSource | None = None,
+    echo: Callable[[str], None] = print, progress: bool = False,
 ) -> pd.DataFrame:
-    """Publish ``count`` real transactions and return what was read back (also printed through ``echo``).
+    """Stream ``count`` transactions through the service into Kafka; return what was read back.
 
     With ``bootstrap`` unset the local broker is started (or the running one
-    reused); a broker started here is stopped again before returning.
+    reused); a broker started here is stopped again before returning. The
+    default ``source`` is the pre-trained 20-lakh synthesizer.
     """
     broker = contextlib.nullcontext(bootstrap) if bootstrap else LocalBroker(settings)
+    acknowledged: list[str] = []
+
+    def remember(messages: list[TransactionRequest]) -> None:
+        acknowledged.extend(m.transaction_id for m in messages)
+
     with broker as servers:
-        echo(f"Kafka at {servers}; topic {topic!r}")
         ensure_topic(servers, topic)
-        rows = load_reference().sample.head(count)
-        messages = transactions_from_table(rows)
         start = end_offsets(servers, topic)
+        with IngestionServer(ServiceSettings(bootstrap=servers, topic=topic, port=0)) as target:
+            echo(f"Kafka at {servers}, topic {topic!r}; ingestion service at {target}")
+            summary = produce(ProducerSettings(target=target, count=count, rate=rate, users=users), source,
+                              progress=progress, on_accepted=remember)
         began = time.perf_counter()
-        confirmed = publish_transactions(servers, messages, topic=topic)
-        received = consume_transactions(servers, topic=topic, start_offsets=start, max_messages=len(messages))
-        elapsed = time.perf_counter() - began
-    order = {m.transaction_id: i for i, m in enumerate(messages)}
-    ours = sorted((m for m in received if m.transaction_id in order), key=lambda m: order[m.transaction_id])
-    read_back = pd.DataFrame([transaction_to_dict(m) for m in ours])
-    echo(f"Published {len(messages)} transactions, Kafka confirmed {confirmed}, read back {len(read_back)} "
-         f"in {elapsed:.2f} s:")
-    if not read_back.empty:
-        echo(read_back[_SHOWN_COLUMNS].to_string(index=False))
+        read_back = read_transactions_frame(servers, topic=topic, start_offsets=start,
+                                            max_messages=summary.accepted, timeout=10)
+        reading = time.perf_counter() - began
+    distinct = read_back["transaction_id"].nunique()
+    matches = distinct == len(read_back) == len(set(acknowledged)) and set(read_back["transaction_id"]) == set(
+        acknowledged)
+    echo(f"Producer: {summary.describe()}")
+    echo(f"Consumer: read {len(read_back):,} records ({distinct:,} distinct) in {reading:.2f} s; "
+         f"{'every acknowledged transaction is in Kafka exactly once' if matches else 'MISMATCH with the producer'}")
+    echo(format_transactions(read_back.head(_SHOWN_ROWS)))
     return read_back

@@ -26,6 +26,7 @@ from matplotlib.patches import Patch
 from fraudlab.data import MONEY_COLUMNS
 from fraudlab.evaluate import EvaluationInputError, EvaluationResult
 from fraudlab.messages import TRANSACTION_TYPES
+from fraudlab.producer import ProduceSummary
 from fraudlab.synth import SegmentModel, TransactionSynthesizer
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "plot_distributions",
     "plot_fraud_by_type",
     "plot_fraud_pattern",
+    "plot_ingestion",
     "plot_learned_marginals",
     "plot_summary",
     "plot_type_mix",
@@ -384,4 +386,34 @@ def plot_copula_correlation(segment: SegmentModel) -> Figure:
                 square=True, cbar_kws={"shrink": 0.7, "label": "correlation of normal scores"})
     kind = f"{segment.type}{' fraud' if segment.is_fraud else ''}"
     ax.set_title(f"Gaussian copula of {kind} rows ({segment.rows:,} training rows)")
+    return fig
+
+
+# --------------------------------------------------------------------------- the live pipeline
+
+
+def plot_ingestion(throughput: pd.DataFrame, summary: ProduceSummary) -> Figure:
+    """Throughput over time (from :meth:`fraudlab.producer.AckTimeline.throughput`) and the ack latency histogram."""
+    fig = _figure(11.0, 3.8)
+    rate_ax, latency_ax = fig.subplots(1, 2)
+    width = float(throughput["seconds"].diff().min()) if len(throughput) > 1 else 1.0
+    rate_ax.bar(throughput["seconds"], throughput["transactions_per_second"], width=width * 0.9, align="edge",
+                color=_COLORS[0])
+    rate_ax.axhline(summary.rate, color=_COLORS[1], linestyle="--", label=f"mean {summary.rate:,.0f}/s")
+    rate_ax.set_xlabel("seconds since the producer started")
+    rate_ax.set_ylabel("transactions per second")
+    rate_ax.set_title("Throughput: Kafka-confirmed transactions per second")
+    rate_ax.legend(fontsize=8, frameon=False)
+    if summary.latency_bins_ms:
+        edges, counts = (np.asarray(values, dtype=float) for values in zip(*summary.latency_bins_ms, strict=True))
+        bins = np.geomspace(edges.min() / 1.5, edges.max() * 1.5, 30)
+        latency_ax.hist(edges, bins=bins, weights=counts, color=_COLORS[2])
+    latency_ax.set_xscale("log")
+    for value, name in ((summary.p50_ms, "p50"), (summary.p99_ms, "p99")):
+        latency_ax.axvline(value, color=_COLORS[3], linestyle=":")
+        latency_ax.annotate(f"{name} {value:.1f} ms", (value, 0.97), xycoords=("data", "axes fraction"),
+                            fontsize=8, rotation=90, ha="right", va="top")
+    latency_ax.set_xlabel("acknowledgement latency (ms, log scale)")
+    latency_ax.set_ylabel("transactions")
+    latency_ax.set_title("From send to Kafka's acknowledgement")
     return fig

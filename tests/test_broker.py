@@ -175,3 +175,38 @@ def test_local_broker_reuses_a_running_one_and_leaves_it_running(kafka_bootstrap
     with LocalBroker(local_broker_settings) as bootstrap:
         assert bootstrap == kafka_bootstrap
     assert broker_status(local_broker_settings).running
+
+
+def test_cluster_ids_never_look_like_an_option(monkeypatch):
+    """The storage tool would parse an id starting with '-' as a flag; such draws are redrawn."""
+    import uuid
+
+    from fraudlab import broker
+
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))
+    normal = uuid.UUID(bytes=bytes(16))
+    draws = iter([dash_first, normal])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(draws))
+    cluster_id = broker._new_cluster_id()
+    assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAA"
+    assert len(cluster_id) == 22
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_a_broker_started_by_a_process_dies_with_it(tmp_path):
+    """A notebook kernel that exits without stopping its LocalBroker leaves no JVM behind."""
+    import subprocess
+    import sys
+
+    settings = _fresh_settings(tmp_path)
+    script = (
+        "from pathlib import Path\n"
+        "from fraudlab.broker import BrokerSettings, LocalBroker\n"
+        f"LocalBroker(BrokerSettings(port={settings.port}, controller_port={settings.controller_port}, "
+        f"state_dir=Path({str(settings.state)!r}))).start()\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr
+    assert "Kafka Server started" in settings.log_file.read_text()
+    assert not broker_status(settings).running

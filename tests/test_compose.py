@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 import yaml
+
+from fraudlab.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +54,25 @@ def test_every_referenced_file_exists(compose, repo_root):
                 if line.startswith("COPY "):
                     for source in line.split()[1:-1]:
                         assert (context / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def _fraudlab_invocations(compose) -> list[list[str]]:
+    """Every ``fraudlab ...`` command line in the file: service commands and healthchecks."""
+    found = []
+    for service in compose["services"].values():
+        for argv in (service.get("command"), service.get("healthcheck", {}).get("test")):
+            if isinstance(argv, list) and "fraudlab" in argv:
+                found.append(argv[argv.index("fraudlab") + 1:])
+    return found
+
+
+def test_every_fraudlab_command_in_the_file_exists_with_those_flags(compose):
+    invocations = _fraudlab_invocations(compose)
+    assert {argv[0] for argv in invocations} == {"serve", "produce", "health"}
+    for argv in invocations:
+        command = cli.commands.get(argv[0])
+        assert command is not None, f"docker-compose.yaml runs `fraudlab {argv[0]}`, which the CLI lacks"
+        try:
+            command.make_context(argv[0], list(argv[1:]))
+        except click.UsageError as exc:
+            pytest.fail(f"`fraudlab {' '.join(argv)}` in docker-compose.yaml: {exc.format_message()}")

@@ -135,3 +135,20 @@ def test_what_the_synthesizer_learned_is_drawn():
     labels = [t.get_text() for t in heatmap.axes[0].get_xticklabels()]
     assert labels == segment.columns
     assert "TRANSFER" in heatmap.axes[0].get_title()
+
+
+def test_ingestion_figure_shows_throughput_and_latency():
+    import pandas as pd
+
+    from fraudlab.plots import plot_ingestion
+    from fraudlab.producer import ProduceSummary
+
+    summary = ProduceSummary(sent=300, accepted=300, duplicates=0, rejected=0, retried=0, elapsed=3.0, p50_ms=4.0,
+                             p99_ms=9.0, latency_bins_ms=((4.0, 200), (9.0, 100)))
+    throughput = pd.DataFrame({"seconds": [0.0, 0.5, 1.0], "transactions_per_second": [180.0, 220.0, 200.0]})
+    fig = plot_ingestion(throughput, summary)
+    rate_ax, latency_ax = fig.axes
+    assert [p.get_height() for p in rate_ax.patches] == [180.0, 220.0, 200.0]
+    assert latency_ax.get_xscale() == "log"
+    assert sum(p.get_height() for p in latency_ax.patches) == 300
+    assert "p99 9.0 ms" in [t.get_text() for t in latency_ax.texts]

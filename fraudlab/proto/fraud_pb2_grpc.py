@@ -39,6 +39,11 @@ class FraudIngestionStub:
                 request_serializer=fraudlab_dot_proto_dot_fraud__pb2.TransactionRequest.SerializeToString,
                 response_deserializer=fraudlab_dot_proto_dot_fraud__pb2.IngestionResponse.FromString,
                 _registered_method=True)
+        self.StreamTransactions = channel.stream_stream(
+                '/fraud.FraudIngestion/StreamTransactions',
+                request_serializer=fraudlab_dot_proto_dot_fraud__pb2.TransactionBatch.SerializeToString,
+                response_deserializer=fraudlab_dot_proto_dot_fraud__pb2.BatchResponse.FromString,
+                _registered_method=True)
 
 
 class FraudIngestionServicer:
@@ -51,6 +56,18 @@ class FraudIngestionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTransactions(self, request_iterator, context):
+        """High-throughput ingestion. The client streams batches and may keep several
+        in flight; the server answers every batch, in the order received, once
+        Kafka confirmed all of the batch's accepted transactions. A failure to reach
+        Kafka ends the stream with UNAVAILABLE: batches without an answer were not
+        acknowledged and are safe to resend (repeated transaction_ids are not
+        published twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FraudIngestionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +75,11 @@ def add_FraudIngestionServicer_to_server(servicer, server):
                     servicer.SendTransaction,
                     request_deserializer=fraudlab_dot_proto_dot_fraud__pb2.TransactionRequest.FromString,
                     response_serializer=fraudlab_dot_proto_dot_fraud__pb2.IngestionResponse.SerializeToString,
+            ),
+            'StreamTransactions': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamTransactions,
+                    request_deserializer=fraudlab_dot_proto_dot_fraud__pb2.TransactionBatch.FromString,
+                    response_serializer=fraudlab_dot_proto_dot_fraud__pb2.BatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +109,33 @@ class FraudIngestion:
             '/fraud.FraudIngestion/SendTransaction',
             fraudlab_dot_proto_dot_fraud__pb2.TransactionRequest.SerializeToString,
             fraudlab_dot_proto_dot_fraud__pb2.IngestionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTransactions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fraud.FraudIngestion/StreamTransactions',
+            fraudlab_dot_proto_dot_fraud__pb2.TransactionBatch.SerializeToString,
+            fraudlab_dot_proto_dot_fraud__pb2.BatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
