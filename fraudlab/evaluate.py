@@ -397,20 +397,21 @@ class Fidelity:
     real_rows: int
     synthetic_rows: int
 
-    def column_shape(self, column: str) -> float:
-        """The column-shape score of ``column``."""
+    def column_shape(self, column: str) -> float | None:
+        """The column-shape score of ``column``; None when this evaluation did not score it.
+
+        ``is_unauthorized_overdraft`` is scored only when either table has an
+        overdraft row, so two evaluations may score different columns.
+        """
         return _score_of(self.column_shapes, column)
 
-    def column_validity(self, column: str) -> float:
-        """The data-validity (boundary or category adherence) score of ``column``."""
+    def column_validity(self, column: str) -> float | None:
+        """The data-validity (boundary or category adherence) score of ``column``; None when not scored."""
         return _score_of(self.data_validity, column)
 
 
-def _score_of(scores: tuple[ColumnScore, ...], column: str) -> float:
-    for entry in scores:
-        if entry.column == column:
-            return entry.score
-    raise FraudlabError(f"No score for column {column!r}; scored columns: {', '.join(s.column for s in scores)}.")
+def _score_of(scores: tuple[ColumnScore, ...], column: str) -> float | None:
+    return next((entry.score for entry in scores if entry.column == column), None)
 
 
 def _fidelity_columns(real: pd.DataFrame, synthetic: pd.DataFrame) -> tuple[str, ...]:

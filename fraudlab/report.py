@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -146,20 +147,33 @@ def _inputs_section(split: RealSplit, models: list[Evaluated]) -> list[str]:
     return ["## Inputs, split and subsamples", "", *_table(["what", "value"], rows)]
 
 
+_Entry = TypeVar("_Entry")
+
+
+def _union(models: list[Evaluated], entries: Callable[[Evaluated], tuple[_Entry, ...]],
+           key: Callable[[_Entry], object]) -> list[_Entry]:
+    """Every scored column (or pair) of any model, in first-seen order: models may score different columns."""
+    seen: dict[object, _Entry] = {}
+    for model in models:
+        for entry in entries(model):
+            seen.setdefault(key(entry), entry)
+    return list(seen.values())
+
+
 def _fidelity_section(models: list[Evaluated]) -> list[str]:
     labels = [m.label for m in models]
     shapes = [[s.column, s.metric, *(_number(m.result.fidelity.column_shape(s.column)) for m in models)]
-              for s in models[0].result.fidelity.column_shapes]
-    pair_scores = [{(p.column_1, p.column_2): p for p in m.result.fidelity.column_pairs} for m in models]
+              for s in _union(models, lambda m: m.result.fidelity.column_shapes, lambda s: s.column)]
+    pair_scores = [{(p.column_1, p.column_2): p.score for p in m.result.fidelity.column_pairs} for m in models]
     pairs = [
         [f"{p.column_1} / {p.column_2}", p.metric,
          _number(p.real_correlation if p.metric == "CorrelationSimilarity" else p.real_association),
          "yes" if p.counts else "no",
-         *(_number(scores[(p.column_1, p.column_2)].score) for scores in pair_scores)]
-        for p in models[0].result.fidelity.column_pairs
+         *(_number(scores.get((p.column_1, p.column_2))) for scores in pair_scores)]
+        for p in _union(models, lambda m: m.result.fidelity.column_pairs, lambda p: (p.column_1, p.column_2))
     ]
     validity = [[s.column, s.metric, *(_number(m.result.fidelity.column_validity(s.column)) for m in models)]
-                for s in models[0].result.fidelity.data_validity]
+                for s in _union(models, lambda m: m.result.fidelity.data_validity, lambda s: s.column)]
     structure = [["Data Structure", "TableStructure", *(_number(m.result.fidelity.data_structure_score)
                                                         for m in models)]]
     return [

@@ -365,3 +365,18 @@ def test_load_split_resolves_reference_and_files(tmp_path):
     write_transactions(load_reference().sample, tmp_path / "real.parquet")
     from_file = load_split(tmp_path / "real.parquet", seed=1)
     assert len(from_file.train_sample) + len(from_file.test_sample) == 49_061
+
+
+def test_report_compares_models_that_scored_different_columns(split, real_vs_real, tmp_path):
+    """A model with overdraft rows is scored on that column, one without is not; the report shows both."""
+    from fraudlab.report import Evaluated, write_report
+
+    with_overdrafts = split.train_sample.copy()
+    with_overdrafts.loc[with_overdrafts.index[:50], "is_unauthorized_overdraft"] = True
+    overdraft_result = evaluate(split, with_overdrafts, seed=0, **SMALL)
+    assert overdraft_result.fidelity.column_shape("is_unauthorized_overdraft") is not None
+    assert real_vs_real.fidelity.column_shape("is_unauthorized_overdraft") is None
+    report = write_report(tmp_path, split, [Evaluated("overdrafts", with_overdrafts, overdraft_result),
+                                            Evaluated("plain", split.train_sample, real_vs_real)])
+    row = next(line for line in report.read_text().splitlines() if line.startswith("| is_unauthorized_overdraft |"))
+    assert row.rstrip().endswith("| n/a |")
