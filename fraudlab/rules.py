@@ -17,7 +17,14 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["MONEY_TOLERANCE", "RULES", "check_rules", "expected_new_balance_orig", "rule_pass_rates"]
+__all__ = [
+    "MONEY_TOLERANCE",
+    "RULES",
+    "booked_origin_balance",
+    "check_rules",
+    "expected_new_balance_orig",
+    "rule_pass_rates",
+]
 
 #: Balances are published rounded to cents, so an identity may be off by one cent (plus float slack).
 MONEY_TOLERANCE = 0.011
@@ -28,18 +35,24 @@ FRAUD_TYPES = ("TRANSFER", "CASH_OUT")
 Rule = Callable[[pd.DataFrame], np.ndarray]
 
 
-def expected_new_balance_orig(table: pd.DataFrame) -> np.ndarray:
-    """The origin balance PaySim's rules give after each row.
+def booked_origin_balance(
+    old: np.ndarray, amount: np.ndarray, *, cash_in: np.ndarray | bool, blocked: np.ndarray | bool
+) -> np.ndarray:
+    """The origin balance PaySim books after a transaction: the one rule the checks and the synthesizer share.
 
     CASH_IN adds the amount; the debit types subtract it, floored at zero; a
     transfer blocked by the flagged-fraud rule leaves the balance unchanged.
     """
-    old = table["old_balance_orig"].to_numpy(dtype="float64")
-    amount = table["amount"].to_numpy(dtype="float64")
-    cash_in = (table["type"] == "CASH_IN").to_numpy()
-    blocked = table["is_flagged_fraud"].to_numpy(dtype=bool)
     debited = np.maximum(old - amount, 0.0)
     return np.where(cash_in, old + amount, np.where(blocked, old, debited))
+
+
+def expected_new_balance_orig(table: pd.DataFrame) -> np.ndarray:
+    """The origin balance PaySim's rules give after each row of ``table``."""
+    return booked_origin_balance(
+        table["old_balance_orig"].to_numpy(dtype="float64"), table["amount"].to_numpy(dtype="float64"),
+        cash_in=(table["type"] == "CASH_IN").to_numpy(), blocked=table["is_flagged_fraud"].to_numpy(dtype=bool),
+    )
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 from fraudlab.data import BALANCE_COLUMNS, CANONICAL_COLUMNS, DataValidationError, to_canonical
 from fraudlab.exceptions import FraudlabError
 from fraudlab.messages import TRANSACTION_TYPES
-from fraudlab.rules import MONEY_TOLERANCE
+from fraudlab.rules import MONEY_TOLERANCE, booked_origin_balance
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -287,10 +287,7 @@ def _decode_segment(segment: SegmentModel, latent: dict[str, np.ndarray]) -> dic
     if segment.is_fraud:
         amount = np.where(flag("empties_origin"), _fraud_amount(old_orig), amount)
         flagged = flag("flagged")
-    if segment.type == "CASH_IN":
-        new_orig = old_orig + amount
-    else:
-        new_orig = np.where(flagged, old_orig, np.maximum(old_orig - amount, 0.0))
+    new_orig = booked_origin_balance(old_orig, amount, cash_in=segment.type == "CASH_IN", blocked=flagged)
     if segment.type == _MERCHANT_TYPE:
         old_dest = new_dest = np.zeros(n)
     else:
