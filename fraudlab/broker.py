@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -68,6 +69,12 @@ _INSTALL_MAVEN_HINT = (
     "install Apache Maven (Debian/Ubuntu: `apt-get install maven`; "
     "conda: `conda install -c conda-forge maven`)"
 )
+
+
+#: The garbage-collector settings Kafka's own start scripts use (KAFKA_JVM_PERFORMANCE_OPTS): short G1 pauses
+#: keep the broker from adding tens of milliseconds to acknowledgement latency tails.
+_JVM_PERFORMANCE_OPTIONS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+                            "-XX:+ExplicitGCInvokesConcurrent")
 
 
 def cache_root() -> Path:
@@ -469,8 +476,14 @@ def broker_status(settings: BrokerSettings | None = None) -> BrokerStatus:
     )
 
 
-def start_broker(settings: BrokerSettings | None = None, *, timeout: float = 90.0) -> BrokerStatus:
+def start_broker(
+    settings: BrokerSettings | None = None, *, timeout: float = 90.0, die_with_caller: bool = False
+) -> BrokerStatus:
     """Start the broker and return once it serves admin requests; reuse one already running.
+
+    With ``die_with_caller`` a broker started here gets SIGTERM from the
+    kernel when this process dies, however it dies (see :func:`_tied_to_caller`);
+    without it (``fraudlab broker up``) the broker outlives the command.
 
     Raises:
         MissingToolError: java 17+ or mvn is missing.
@@ -500,7 +513,8 @@ def start_broker(settings: BrokerSettings | None = None, *, timeout: float = 90.
     (settings.state / "log4j2.xml").write_text(_log4j2_config(settings))
     _prepare_storage(settings, java, classpath)
     command = [
-        java, f"-Xmx{settings.heap}", f"-Xms{settings.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        *(_tied_to_caller() if die_with_caller else ()),
+        java, f"-Xmx{settings.heap}", f"-Xms{settings.heap}", *_JVM_PERFORMANCE_OPTIONS, "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={settings.state / 'log4j2.xml'}",
         f"-Dkafka.logs.dir={settings.state / 'logs'}",
         "-cp", classpath, "kafka.Kafka", str(settings.state / "server.properties"),
@@ -515,6 +529,23 @@ def start_broker(settings: BrokerSettings | None = None, *, timeout: float = 90.
         running=True, bootstrap=settings.bootstrap, pid=process.pid,
         state_dir=settings.state, log_file=settings.log_file,
     )
+
+
+def _tied_to_caller() -> list[str]:
+    """A command prefix asking Linux to SIGTERM the broker when its starter dies, even by SIGKILL.
+
+    atexit handlers do not run when a process is killed by a signal (a
+    benchmark stopped with ``kill``, a kernel killed by Jupyter), which would
+    leave an orphaned JVM holding the ports. ``setpriv --pdeathsig`` (util-linux)
+    sets the parent-death signal and then runs the JVM in its place. The kernel
+    sends it when the starting *thread* ends, so the prefix is used only from
+    the main thread, which lives as long as the process; elsewhere (another
+    thread, macOS, no setpriv) the atexit handler is the only guard.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
 def _wait_until_ready(
@@ -580,7 +611,8 @@ class LocalBroker:
     """A broker owned by a ``with`` block: started on entry, stopped on exit if this block started it.
 
     A broker this handle started is also stopped when the Python process
-    exits (a notebook kernel shut down or restarted mid-run), so it never
+    exits (a notebook kernel shut down or restarted mid-run), and on Linux
+    the kernel stops it when the process is killed by a signal, so it never
     outlives its owner.
 
     >>> with LocalBroker(BrokerSettings(port=19092, controller_port=19093)) as bootstrap:
@@ -597,7 +629,7 @@ class LocalBroker:
         return self.settings.bootstrap
 
     def start(self) -> str:
-        status = start_broker(self.settings)
+        status = start_broker(self.settings, die_with_caller=True)
         self._started_here = not status.reused
         if self._started_here:
             atexit.register(self.stop)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -210,3 +214,40 @@ def test_a_broker_started_by_a_process_dies_with_it(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "Kafka Server started" in settings.log_file.read_text()
     assert not broker_status(settings).running
+
+
+def _is_running_broker(pid: int) -> bool:
+    try:
+        return "kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv (Linux)")
+def test_local_broker_dies_with_a_killed_owner(tmp_path):
+    """atexit cannot run under SIGKILL: the kernel's parent-death signal must stop the JVM instead."""
+    settings = _fresh_settings(tmp_path)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time; from pathlib import Path; from fraudlab.broker import BrokerSettings, LocalBroker; "
+            f"s = BrokerSettings(port={settings.port}, controller_port={settings.controller_port}, "
+            f"state_dir=Path({str(settings.state)!r})); LocalBroker(s).start(); print('up', flush=True); "
+            "time.sleep(600)"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert owner.stdout.readline().strip() == "up"
+        pid = broker_status(settings).pid
+        assert pid is not None and _is_running_broker(pid)
+        owner.kill()
+        owner.wait(10)
+        deadline = time.monotonic() + 60
+        while _is_running_broker(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _is_running_broker(pid), f"the broker (pid {pid}) outlived its killed owner"
+    finally:
+        owner.kill()
+        stop_broker(settings)
