@@ -176,16 +176,20 @@ def transaction_problems(message: TransactionRequest, *, now_ms: int, max_future
     ``is_unauthorized_overdraft`` and ``user_id`` carry no rule: any value is
     a legal flag or account number.
     """
-    return _problems(message, now_ms + max_future_ms)
+    return list(_problems(message, now_ms + max_future_ms))
 
 
-def _problems(message: TransactionRequest, latest_ms: int) -> list[str]:
-    """:func:`transaction_problems` with positional arguments: it runs once per record on the hot path."""
+def _problems(message: TransactionRequest, latest_ms: int) -> Sequence[str]:
+    """:func:`transaction_problems` with positional arguments: it runs once per record on the hot path.
+
+    A valid record gets the empty tuple, which Python does not allocate
+    (a quarter of the check's cost when it returned a new empty list).
+    """
     if (message.transaction_id and message.type in _TYPES and 0.0 <= message.amount < _INF
             and 0.0 <= message.old_balance_orig < _INF and 0.0 <= message.new_balance_orig < _INF
             and 0.0 <= message.old_balance_dest < _INF and 0.0 <= message.new_balance_dest < _INF
             and MIN_TIMESTAMP_MS <= message.timestamp <= latest_ms):
-        return []
+        return ()
     problems = []
     if not message.transaction_id:
         problems.append("transaction_id='' is empty: give every transaction a unique id (a UUID)")
