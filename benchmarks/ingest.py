@@ -1,24 +1,34 @@
 """Ingestion benchmark: how fast transactions reach Kafka through fraudlab's gRPC service, and at what latency.
 
-One run measures, side by side and on the same broker:
+Each repeat measures, side by side and on the same broker:
 
 * ``raw producer``: confluent-kafka publishing the same serialized payloads
   straight to Kafka, no gRPC: the ceiling for everything else;
+* ``gRPC floor``: ``benchmarks/grpc_floor.py``, a server that answers at once
+  and publishes nothing, under the same clients: what the framework alone
+  costs in Python here;
 * ``unary c=N``: ``SendTransaction`` with N calls in flight;
 * ``stream max``: ``StreamTransactions`` through fraudlab's producer client, as fast as acknowledged;
-* ``stream @50%``: the same stream paced at half of the measured maximum, in
+* ``stream @50%``: the same stream paced at half of that repeat's maximum, in
   batches of 1/100 s worth (as ``fraudlab produce --rate`` sends them), for latency;
 * ``raw paced``: the raw producer at that same rate, to show which part of the
   latency tail is the broker's and the machine's own.
 
-Every path uses ``acks=all``, idempotence and lz4, and a transaction counts
-only once Kafka confirmed it. The service runs as its own process
-(``fraudlab serve``), as it would in production; the clients run in this one.
-Payloads are built before the clock starts, so client-side sampling is not
-measured.
+Every path to Kafka uses ``acks=all``, idempotence and lz4, and a transaction
+counts only once Kafka confirmed it. The servers run as their own processes
+(``fraudlab serve`` as in production); the Python clients run in this one.
+Payloads are built before the clock starts. The table gives each row's median
+over the repeats, its range, and the median of its ratio to the raw ceiling
+of the same repeat.
 
-    .venv/bin/python benchmarks/ingest.py                 # starts a local broker on free ports
-    .venv/bin/python benchmarks/ingest.py --bootstrap 127.0.0.1:9092
+Unary calls are driven by ghz (a Go load generator) when it is installed,
+since a Python client spends as much CPU per call as the server it measures
+and both share the machine; otherwise by a grpc.aio client in this process.
+The header line says which.
+
+    .venv/bin/python benchmarks/ingest.py                 # local broker on free ports, 3 repeats
+    .venv/bin/python benchmarks/ingest.py --bootstrap 127.0.0.1:9092 --repeats 1
+    GOBIN=~/.cache/fraudlab/bin go install github.com/bojand/ghz/cmd/ghz@v0.120.0   # optional unary driver
 """
 
 from __future__ import annotations
@@ -27,35 +37,42 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Producer
+from google.protobuf.json_format import MessageToDict
 
-from fraudlab.broker import BrokerSettings, LocalBroker, free_port
+from fraudlab.broker import BrokerSettings, LocalBroker, cache_root, free_port
 from fraudlab.exceptions import FraudlabError
 from fraudlab.kafka import PUBLISHER_DEFAULTS, ensure_topic, producer_config
 from fraudlab.producer import ReferenceSource, build_batch, stream_batches, user_pool
 from fraudlab.proto import fraud_pb2_grpc
 from fraudlab.proto.fraud_pb2 import TransactionBatch, TransactionRequest
+from fraudlab.protogen import PROTO_SOURCE_DIR
 from fraudlab.service import check_health, open_channel
 
 USERS = 10_000
 BATCH = 1000
+HERE = Path(__file__).resolve().parent
+TARGETS = "streaming >= 50,000 tx/s and >= 50 % of raw; unary >= 4,000 calls/s at 64; p99 <= 50 ms at 50 %"
 
 
 @dataclass(frozen=True)
 class Result:
-    """One row of the table."""
+    """One measurement: a row of one repeat."""
 
     path: str
     transactions: int
@@ -68,10 +85,10 @@ class Result:
     def rate(self) -> float:
         return self.transactions / self.seconds if self.seconds > 0 else 0.0
 
-    def row(self, ceiling: float) -> str:
-        cpu = f"{100 * self.server_cpu / self.seconds:.0f} %" if self.server_cpu is not None else "-"
-        return (f"| {self.path} | {self.transactions:,} | {self.rate:,.0f} | {100 * self.rate / ceiling:.0f} % "
-                f"| {self.p50_ms:.1f} | {self.p99_ms:.1f} | {cpu} |")
+    @property
+    def cpu_share(self) -> float | None:
+        """The server process's CPU time over the phase, as a share of one core."""
+        return self.server_cpu / self.seconds if self.server_cpu is not None and self.seconds > 0 else None
 
 
 def make_batches(count: int, rng: np.random.Generator, source: ReferenceSource, users: np.ndarray, *,
@@ -83,6 +100,12 @@ def make_batches(count: int, rng: np.random.Generator, source: ReferenceSource, 
 
 def flatten(batches: list[TransactionBatch]) -> list[TransactionRequest]:
     return [message for batch in batches for message in batch.transactions]
+
+
+def _percentiles(seconds: Sequence[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds."""
+    p50, p99 = np.percentile(np.asarray(seconds) * 1000.0, [50, 99])
+    return float(p50), float(p99)
 
 
 # --------------------------------------------------------------------------- raw producer
@@ -127,11 +150,12 @@ def raw_producer(bootstrap: str, topic: str, batches: list[TransactionBatch], *,
     return Result(label, len(latencies), seconds, *_percentiles(latencies))
 
 
-# --------------------------------------------------------------------------- through the service
+# --------------------------------------------------------------------------- unary clients
 
 
-async def unary(target: str, messages: list[TransactionRequest], concurrency: int, duration: float) -> Result:
-    """``concurrency`` workers calling ``SendTransaction`` back to back for ``duration`` seconds."""
+async def unary(target: str, messages: list[TransactionRequest], concurrency: int, duration: float,
+                label: str) -> Result:
+    """``concurrency`` grpc.aio workers calling ``SendTransaction`` back to back for ``duration`` seconds."""
     latencies: list[float] = []
     supply: Iterator[TransactionRequest] = iter(messages)
     async with open_channel(target) as channel:
@@ -152,14 +176,51 @@ async def unary(target: str, messages: list[TransactionRequest], concurrency: in
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return Result(f"unary SendTransaction, concurrency {concurrency}", len(latencies), seconds,
-                  *_percentiles(latencies))
+    return Result(label, len(latencies), seconds, *_percentiles(latencies))
 
 
-def _percentiles(seconds: list[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    p50, p99 = np.percentile(np.asarray(seconds) * 1000.0, [50, 99])
-    return float(p50), float(p99)
+def find_ghz(explicit: Path | None) -> Path | None:
+    """``--ghz``, else ``ghz`` on PATH, else the copy ``go install`` put in fraudlab's cache (see the docstring)."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise FraudlabError(f"--ghz {explicit}: no such file")
+        return explicit
+    found = shutil.which("ghz") or shutil.which("ghz", path=str(cache_root() / "bin"))
+    return Path(found) if found else None
+
+
+def ghz_template(message: TransactionRequest) -> str:
+    """``message`` as ghz call data: every call gets a fresh UUID, a random user of the pool and the current time."""
+    data = MessageToDict(message, preserving_proto_field_name=True)
+    data.update(transaction_id="{{.UUID}}", timestamp="{{.TimestampUnixMilli}}",
+                user_id="{{randomInt 1000000000 9999999999}}")
+    return json.dumps(data)
+
+
+def ghz_unary(ghz: Path, target: str, message: TransactionRequest, concurrency: int, duration: float,
+              label: str) -> Result:
+    """ghz calling ``SendTransaction`` with ``concurrency`` calls in flight on one connection for ``duration`` s.
+
+    Only calls answered OK count; the calls ghz cancels when its time is up do not.
+    """
+    command = [str(ghz), "--insecure", "--proto", str(PROTO_SOURCE_DIR / "fraud.proto"),
+               "--call", "fraud.FraudIngestion/SendTransaction", "--data", ghz_template(message),
+               "--concurrency", str(concurrency), "--connections", "1", "--duration", f"{duration:g}s",
+               "--format", "json", target]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120)
+    if not completed.stdout.strip():
+        raise FraudlabError(f"ghz failed (exit {completed.returncode}): {completed.stderr.strip()[:500]}")
+    report = json.loads(completed.stdout)
+    answered = report.get("statusCodeDistribution", {})
+    failed = {code: n for code, n in answered.items() if code not in ("OK", "Canceled", "Unavailable")}
+    if failed:
+        raise FraudlabError(f"{label}: calls failed: {failed}; {report.get('errorDistribution')}")
+    latencies = {int(item["percentage"]): item["latency"] / 1e6 for item in report["latencyDistribution"] or ()}
+    return Result(label, answered.get("OK", 0), report["total"] / 1e9, latencies.get(50, float("nan")),
+                  latencies.get(99, float("nan")))
+
+
+# --------------------------------------------------------------------------- the stream
 
 
 async def _paced(batches: list[TransactionBatch], rate: float | None) -> AsyncIterator[TransactionBatch]:
@@ -187,13 +248,11 @@ async def streaming(target: str, batches: list[TransactionBatch], *, window: int
 
 
 @contextlib.contextmanager
-def running_server(bootstrap: str, topic: str) -> Iterator[tuple[str, int]]:
-    """``fraudlab serve`` as a child process; yields (target, pid) once it reports SERVING."""
+def running_server(arguments: list[str]) -> Iterator[tuple[str, int]]:
+    """``python ARGUMENTS --port P`` as a child process; yields (target, pid) once its health says SERVING."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fraudlab", "serve", "--bootstrap", bootstrap, "--topic", topic, "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen([sys.executable, *arguments, "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -202,7 +261,7 @@ def running_server(bootstrap: str, topic: str) -> Iterator[tuple[str, int]]:
                 if check_health(target, timeout=1) == "SERVING":
                     break
             if process.poll() is not None or time.monotonic() > deadline:
-                raise FraudlabError(f"fraudlab serve did not become healthy (exit code {process.poll()})")
+                raise FraudlabError(f"{' '.join(arguments)} did not become healthy (exit code {process.poll()})")
             time.sleep(0.2)
         yield target, process.pid
     finally:
@@ -235,50 +294,132 @@ def measured(pid: int, run: Callable[[], Result]) -> Result:
                   cpu_seconds(pid) - before)
 
 
-def benchmark(bootstrap: str, *, stream_count: int, unary_seconds: float, window: int) -> list[Result]:
-    rng = np.random.default_rng(7)
-    source = ReferenceSource()
-    users = user_pool(USERS, rng)
-    raw_topic, topic = f"bench-raw-{uuid.uuid4().hex[:8]}", f"bench-grpc-{uuid.uuid4().hex[:8]}"
-    for name in (raw_topic, topic):
-        ensure_topic(bootstrap, name, partitions=3)
-    raw_batches = make_batches(stream_count, rng, source, users)
-    quiesce()
-    results = [raw_producer(bootstrap, raw_topic, raw_batches)]
-    with running_server(bootstrap, topic) as (target, pid):
-        for concurrency in (1, 16, 64):
-            messages = flatten(make_batches(int(unary_seconds * 8000) + 1000, rng, source, users))
-            results.append(measured(pid, lambda c=concurrency, m=messages: asyncio.run(
-                unary(target, m, c, unary_seconds))))
-        batches = make_batches(stream_count, rng, source, users)
-        best = measured(pid, lambda: asyncio.run(streaming(target, batches, window=window, rate=None,
-                                                          label="StreamTransactions, max rate")))
-        results.append(best)
-        half = best.rate / 2
-        paced = make_batches(int(half * 8), rng, source, users, size=max(1, int(half / 100)))
-        results.append(measured(pid, lambda: asyncio.run(streaming(
-            target, paced, window=window, rate=half, label=f"StreamTransactions paced at {half:,.0f}/s (50 %)"))))
-    raw_paced = make_batches(int(half * 8), rng, source, users, size=max(1, int(half / 100)))
-    quiesce()
-    results.append(raw_producer(bootstrap, raw_topic, raw_paced, rate=half,
-                                label=f"raw producer paced at {half:,.0f}/s (same rate, for comparison)"))
-    return results
+@dataclass(frozen=True)
+class Plan:
+    """What one repeat runs."""
+
+    bootstrap: str
+    stream_count: int
+    unary_seconds: float
+    paced_seconds: float
+    window: int
+    ghz: Path | None
 
 
-def table(results: list[Result]) -> str:
-    ceiling = results[0].rate
-    lines = ["| path | transactions | tx/s | of raw | p50 ms | p99 ms | server CPU |",
+class Bench:
+    """Builds fresh payloads for every phase (no id is ever sent twice) and runs the phases of a repeat."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.rng = np.random.default_rng(7)
+        self.source = ReferenceSource()
+        self.users = user_pool(USERS, self.rng)
+        self.raw_topic, self.topic = f"bench-raw-{uuid.uuid4().hex[:8]}", f"bench-grpc-{uuid.uuid4().hex[:8]}"
+        for name in (self.raw_topic, self.topic):
+            ensure_topic(plan.bootstrap, name, partitions=3)
+
+    def batches(self, count: int, size: int = BATCH) -> list[TransactionBatch]:
+        return make_batches(count, self.rng, self.source, self.users, size=size)
+
+    def unary(self, pid: int, target: str, concurrency: int, label: str) -> Result:
+        plan = self.plan
+        if plan.ghz is not None:
+            message = self.batches(1).pop().transactions[0]
+            return measured(pid, lambda: ghz_unary(plan.ghz, target, message, concurrency, plan.unary_seconds, label))
+        messages = flatten(self.batches(int(plan.unary_seconds * 8000) + 1000))
+        return measured(pid, lambda: asyncio.run(unary(target, messages, concurrency, plan.unary_seconds, label)))
+
+    def count(self, rate: float | None) -> int:
+        """Transactions for a phase: the max-rate count, or ``paced_seconds`` worth at ``rate``."""
+        return self.plan.stream_count if rate is None else max(1, int(rate * self.plan.paced_seconds))
+
+    def stream(self, pid: int, target: str, label: str, *, rate: float | None = None) -> Result:
+        count = self.count(rate)
+        batches = self.batches(count, BATCH if rate is None else max(1, int(rate / 100)))
+        return measured(pid, lambda: asyncio.run(streaming(target, batches, window=self.plan.window, rate=rate,
+                                                           label=label)))
+
+    def raw(self, label: str, *, rate: float | None = None) -> Result:
+        count = self.count(rate)
+        batches = self.batches(count, BATCH if rate is None else max(1, int(rate / 100)))
+        quiesce()
+        return raw_producer(self.plan.bootstrap, self.raw_topic, batches, rate=rate, label=label)
+
+    def repeat(self) -> list[Result]:
+        """One repeat: every row of the table, in order."""
+        plan = self.plan
+        results = [self.raw("raw confluent-kafka producer (no gRPC)")]
+        with running_server([str(HERE / "grpc_floor.py")]) as (target, pid):
+            results.append(self.unary(pid, target, 64, "gRPC floor: empty handler, unary, concurrency 64"))
+            results.append(self.stream(pid, target, "gRPC floor: empty handler, StreamTransactions"))
+        serve = ["-m", "fraudlab", "serve", "--bootstrap", plan.bootstrap, "--topic", self.topic]
+        with running_server(serve) as (target, pid):
+            for concurrency in (1, 16, 64):
+                results.append(self.unary(pid, target, concurrency,
+                                          f"unary SendTransaction, concurrency {concurrency}"))
+            best = self.stream(pid, target, "StreamTransactions, max rate")
+            results.append(best)
+            half = best.rate / 2
+            results.append(self.stream(pid, target, "StreamTransactions paced at 50 % of max", rate=half))
+        results.append(self.raw("raw producer paced at the same rate (broker's own tail)", rate=half))
+        return results
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def table(repeats: list[list[Result]]) -> str:
+    """Markdown: per row, the median over repeats, the range, and the median ratio to the same repeat's raw ceiling."""
+    lines = ["| path | tx/s (median) | range | of raw | p50 ms | p99 ms | server CPU |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    return "\n".join(lines + [r.row(ceiling) for r in results])
+    for row in zip(*repeats, strict=True):
+        rates = [r.rate for r in row]
+        ratios = [r.rate / run[0].rate for r, run in zip(row, repeats, strict=True)]
+        cpu = [r.cpu_share for r in row if r.cpu_share is not None]
+        spread = f"{min(rates):,.0f} to {max(rates):,.0f}" if len(row) > 1 else "-"
+        lines.append(
+            f"| {row[0].path} | {_median(rates):,.0f} | {spread} | {100 * _median(ratios):.0f} % "
+            f"| {_median([r.p50_ms for r in row]):.1f} | {_median([r.p99_ms for r in row]):.1f} "
+            f"| {f'{100 * _median(cpu):.0f} %' if cpu else '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def _find(run: list[Result], prefix: str) -> Result:
+    return next(r for r in run if r.path.startswith(prefix))
+
+
+def per_repeat(repeats: list[list[Result]]) -> str:
+    """The numbers the targets are about, repeat by repeat."""
+    lines = ["| repeat | raw tx/s | stream tx/s (of raw) | p99 at 50 % ms | unary c=64 calls/s | floor c=64 calls/s |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for number, run in enumerate(repeats, start=1):
+        raw, stream = run[0], _find(run, "StreamTransactions, max")
+        lines.append(
+            f"| {number} | {raw.rate:,.0f} | {stream.rate:,.0f} ({100 * stream.rate / raw.rate:.0f} %) "
+            f"| {_find(run, 'StreamTransactions paced').p99_ms:.1f} "
+            f"| {_find(run, 'unary SendTransaction, concurrency 64').rate:,.0f} "
+            f"| {_find(run, 'gRPC floor: empty handler, unary').rate:,.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", help="Kafka to use [default: start a local broker on free ports].")
+    parser.add_argument("--repeats", type=int, default=3, help="Times the whole set of rows is measured.")
     parser.add_argument("--stream-count", type=int, default=400_000, help="Transactions in the max-rate runs.")
     parser.add_argument("--unary-seconds", type=float, default=5.0, help="Duration of each unary run.")
+    parser.add_argument("--paced-seconds", type=float, default=8.0, help="Duration of each paced run.")
     parser.add_argument("--window", type=int, default=8, help="Stream batches in flight.")
+    parser.add_argument("--ghz", type=Path, help="ghz binary for the unary rows [default: PATH, then the cache].")
+    parser.add_argument("--python-client", action="store_true", help="Drive unary calls from Python even with ghz.")
     args = parser.parse_args()
+    ghz = None if args.python_client else find_ghz(args.ghz)
     load = os.getloadavg()
     with contextlib.ExitStack() as stack:
         bootstrap = args.bootstrap
@@ -286,11 +427,16 @@ def main() -> None:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fraudlab-bench-")))
             bootstrap = stack.enter_context(LocalBroker(
                 BrokerSettings(port=free_port(), controller_port=free_port(), state_dir=state), purge_on_exit=True))
-        results = benchmark(bootstrap, stream_count=args.stream_count, unary_seconds=args.unary_seconds,
-                            window=args.window)
+        bench = Bench(Plan(bootstrap, args.stream_count, args.unary_seconds, args.paced_seconds, args.window, ghz))
+        repeats = [bench.repeat() for _ in range(args.repeats)]
+    driver = f"ghz ({ghz})" if ghz else "a grpc.aio client in the benchmark process"
     print(f"{os.cpu_count()} CPUs, load average before the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-          f"batches of {BATCH}, {USERS:,} users, window {args.window}")
-    print(table(results))
+          f"{args.repeats} repeats; batches of {BATCH}, {USERS:,} users, window {args.window}; "
+          f"unary calls from {driver}")
+    print(table(repeats))
+    print()
+    print(per_repeat(repeats))
+    print(f"\ntargets: {TARGETS}")
 
 
 if __name__ == "__main__":
