@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from grpc_health.v1.health import aio as health_aio
@@ -570,6 +572,36 @@ def channel_options(max_message_bytes: int = 16 * 1024 * 1024) -> list[tuple[str
             ("grpc.max_send_message_length", max_message_bytes)]
 
 
+class _MethodAwarePool:
+    """The descriptor pool that server reflection answers from, also finding a file by a method's full name.
+
+    grpc-go clients such as ghz ask reflection for the file containing
+    ``fraud.FraudIngestion.SendTransaction``; Python's pool knows services,
+    messages and fields by name but not methods, so reflection answered
+    NOT_FOUND and those clients could not call the service. Every other
+    lookup goes to the wrapped pool unchanged.
+    """
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def FindFileContainingSymbol(self, symbol: str) -> FileDescriptor:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service_name, _, method_name = symbol.rpartition(".")
+            try:
+                service = self._pool.FindServiceByName(service_name)
+            except KeyError:
+                service = None
+            if service is None or method_name not in service.methods_by_name:
+                raise
+            return service.file
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
 class _Runtime:
     """One running server on the current event loop: the grpc.aio server, its servicers and the publisher."""
 
@@ -594,7 +626,8 @@ class _Runtime:
         )
         fraud_pb2_grpc.add_FraudIngestionServicer_to_server(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server,
+                                            pool=_MethodAwarePool(descriptor_pool.Default()))
         self.port = self._bind(server)
         await server.start()
         self._server = server

@@ -20,6 +20,8 @@ from pathlib import Path
 import grpc
 import pytest
 from click.testing import CliRunner
+from google.protobuf import descriptor_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from fraudlab.broker import BrokerSettings, free_port, start_broker, stop_broker
@@ -278,6 +280,22 @@ def test_health_and_reflection_describe_the_server(server):
         method = database.FindFileContainingSymbol(SERVICE_NAME).service[0].method
     assert {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
     assert [m.name for m in method] == ["SendTransaction", "StreamTransactions"]
+
+
+def test_reflection_finds_the_file_of_a_method_as_grpc_go_clients_ask(server):
+    with grpc.insecure_channel(server) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        def ask(symbol: str) -> reflection_pb2.ServerReflectionResponse:
+            request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+            return next(iter(stub.ServerReflectionInfo(iter([request]), timeout=10)))
+
+        found = ask(f"{SERVICE_NAME}.SendTransaction")
+        missing = ask(f"{SERVICE_NAME}.NoSuchMethod")
+    files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
+             for raw in found.file_descriptor_response.file_descriptor_proto]
+    assert [service.name for f in files for service in f.service] == ["FraudIngestion"]
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
 def test_stopping_leaves_no_thread_and_refuses_calls(kafka_bootstrap, topic):
