@@ -75,6 +75,8 @@ RAW_LOG_LAYOUT: dict[str, str] = {
 }
 _LAYOUTS: dict[str, dict[str, str]] = {"kaggle": KAGGLE_LAYOUT, "raw-log": RAW_LOG_LAYOUT}
 _PROGRESS_MIN_BYTES = 50_000_000
+#: Text that ``pandas.to_numeric`` reads as a number (RE2 syntax, for Arrow), once whitespace is trimmed.
+_NUMBER_PATTERN = r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf|infinity|nan))$"
 
 
 class DataValidationError(FraudlabError):
@@ -211,11 +213,27 @@ def _numbers_are_clean(values: pa.ChunkedArray, column: str) -> bool:
     return not (numbers.dtype.kind == "f" and np.isnan(numbers).any())
 
 
-def _not_numeric(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Parse ``raw`` as numbers; return the values and a mask of non-empty text that is no number."""
-    values = pd.to_numeric(raw, errors="coerce")
-    text = raw.astype(str).str.strip()
-    return values, (values.isna() & raw.notna() & (text != "")).to_numpy()
+def _parsed_numbers(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """A column as float64 (NaN where empty, missing or no number) and a mask of non-empty text that is no number.
+
+    Text is parsed by Arrow with the pattern of what ``pandas.to_numeric``
+    accepts: turning millions of cells into Python strings first was most of
+    the time a file with a bad row took to read.
+    """
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return pc.fill_null(pc.cast(values, pa.float64()), np.nan), np.zeros(len(values), dtype=bool)
+    text = pc.utf8_trim_whitespace(values)
+    is_number = pc.fill_null(pc.match_substring_regex(text, _NUMBER_PATTERN), False)
+    numbers = pc.cast(pc.if_else(is_number, text, "nan"), pa.float64())
+    not_number = pc.fill_null(pc.and_(pc.invert(is_number), pc.not_equal(text, "")), False)
+    return numbers, not_number.to_numpy(zero_copy_only=False)
+
+
+def _text(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column as plain strings (parquet may store it dictionary-encoded)."""
+    return values.cast(values.type.value_type) if pa.types.is_dictionary(values.type) else values
 
 
 def _describe(value: object) -> str:
@@ -227,24 +245,26 @@ def _describe(value: object) -> str:
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
-def _validate_rows(frame: pd.DataFrame, source_names: dict[str, str]) -> tuple[np.ndarray, list[str], Counter]:
-    """Convert the columns in place and find every row breaking the schema.
+def _validate_rows(table: pa.Table, rename: dict[str, str]) -> tuple[pa.Table, np.ndarray, list[str], Counter]:
+    """Convert the columns and find every row breaking the schema, in Arrow.
 
-    Returns a mask of bad rows, messages naming line, column and value (the
-    first 20 per rule, then a count), and the number of rows per reason.
+    Returns the table with numbers parsed (float64), a mask of bad rows,
+    messages naming line, column and value (the first 20 per rule, then a
+    count), and the number of rows per reason.
     """
     problems: list[str] = []
     reasons: Counter[str] = Counter()
-    bad = np.zeros(len(frame), dtype=bool)
+    bad = np.zeros(table.num_rows, dtype=bool)
+    source_of = {column: source for source, column in rename.items()}
 
-    def flag(mask: np.ndarray, column: str, what: str, shown: pd.Series) -> None:
+    def flag(mask: np.ndarray, column: str, what: str, shown: pa.ChunkedArray) -> None:
         nonlocal bad
         count = int(mask.sum())
         if not count:
             return
-        name = source_names.get(column, column)
+        name = source_of.get(column, column)
         problems.extend(
-            f"line {index + 2}, column {name!r}: {_describe(shown.iloc[index])} {what}"
+            f"line {index + 2}, column {name!r}: {_describe(shown[int(index)].as_py())} {what}"
             for index in np.flatnonzero(mask)[:20]
         )
         if count > 20:
@@ -252,24 +272,24 @@ def _validate_rows(frame: pd.DataFrame, source_names: dict[str, str]) -> tuple[n
         reasons[f"{name} {what}"] += count
         bad |= mask
 
-    types = frame["type"].astype(str)
-    flag(~types.isin(TRANSACTION_TYPES).to_numpy(), "type", f"is not one of {', '.join(TRANSACTION_TYPES)}", types)
-    for column in ("step", *MONEY_COLUMNS, *FLAG_COLUMNS):
-        if column not in frame.columns:
-            continue
-        raw = frame[column]
-        frame[column], mask = _not_numeric(raw)
-        flag(mask, column, "is not a number", raw)
+    columns = {column: table.column(source) for source, column in rename.items()}
+    columns["type"] = types = _text(columns["type"])
+    flag(~pc.is_in(types, pa.array(TRANSACTION_TYPES)).to_numpy(zero_copy_only=False), "type",
+         f"is not one of {', '.join(TRANSACTION_TYPES)}", types)
+    numeric = [column for column in ("step", *MONEY_COLUMNS, *FLAG_COLUMNS) if column in columns]
+    for column in numeric:
+        raw = columns[column]
+        columns[column], not_number = _parsed_numbers(raw)
+        flag(not_number, column, "is not a number", raw)
     for column in MONEY_COLUMNS:
-        values = frame[column].to_numpy(dtype="float64")
-        shown = frame[column]
-        flag(np.isnan(values) & ~bad, column, "is missing (NaN)", shown)
-        flag(np.isinf(values), column, "is infinite", shown)
-        flag(values < 0, column, "is negative", shown)
+        values = columns[column].to_numpy()
+        flag(np.isnan(values) & ~bad, column, "is missing (NaN)", columns[column])
+        flag(np.isinf(values), column, "is infinite", columns[column])
+        flag(values < 0, column, "is negative", columns[column])
     for column in ("step", *FLAG_COLUMNS):
-        if column in frame.columns:
-            flag(frame[column].isna().to_numpy() & ~bad, column, "is missing", frame[column])
-    return bad, problems, reasons
+        if column in columns:
+            flag(np.isnan(columns[column].to_numpy()) & ~bad, column, "is missing", columns[column])
+    return pa.table(columns), bad, problems, reasons
 
 
 def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
@@ -331,14 +351,13 @@ def read_transactions(
         # Account names are nearly all distinct, so pyarrow's de-duplication of strings would only cost time.
         return _finish(_renamed(typed.to_pandas(deduplicate_objects=False), rename), path, layout, {})
     raw = typed if path.suffix == ".parquet" else _read_csv_arrow(path, list(rename), progress)
-    frame = _renamed(raw.to_pandas(), rename)
-    bad, problems, reasons = _validate_rows(frame, {v: k for k, v in rename.items()})
+    parsed, bad, problems, reasons = _validate_rows(raw, rename)
     if bad.any() and on_bad_rows == "raise":
         raise DataValidationError(str(path), problems)
-    if n_rows is not None:
-        chosen = _chosen_rows(len(frame), n_rows, seed, path)
-        frame, bad = frame.iloc[chosen].reset_index(drop=True), bad[chosen]
-    return _finish(frame.loc[~bad], path, layout, dict(reasons) if bad.any() else {})
+    kept = np.arange(len(bad)) if n_rows is None else _chosen_rows(len(bad), n_rows, seed, path)
+    kept_bad = bad[kept]
+    frame = parsed.take(kept[~kept_bad]).to_pandas(deduplicate_objects=False)
+    return _finish(_renamed(frame, {}), path, layout, dict(reasons) if kept_bad.any() else {})
 
 
 def _renamed(frame: pd.DataFrame, rename: dict[str, str]) -> pd.DataFrame:

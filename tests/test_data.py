@@ -6,11 +6,13 @@ import gzip
 import shutil
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from fraudlab.data import (
     CANONICAL_COLUMNS,
     DataValidationError,
+    _parsed_numbers,
     load_reference,
     read_transactions,
     to_canonical,
@@ -136,6 +138,39 @@ def test_skip_drops_bad_rows_and_says_why(tmp_path):
         "type is not one of CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER": 1,
         "amount is negative": 1,
     }
+
+
+CELLS = ["1", "+5", "-5.0", " 7 ", ".5", "5.", "1e5", "1E-3", "inf", "-Infinity", "nan", "NaN", "abc", "", "1,000",
+         "0x10", "1_000", "True", "--1", "1e", "e5", "\u0661\u0662"]
+
+
+def test_numbers_are_parsed_as_pandas_reads_them():
+    numbers, not_number = _parsed_numbers(pa.chunked_array([pa.array(CELLS)]))
+    expected = pd.to_numeric(pd.Series(CELLS), errors="coerce")
+    assert numbers.to_numpy() == pytest.approx(expected.to_numpy(), nan_ok=True)
+    assert [cell for cell, flagged in zip(CELLS, not_number, strict=True) if flagged] == [
+        "abc", "1,000", "0x10", "1_000", "True", "--1", "1e", "e5", "\u0661\u0662"]
+
+
+def test_skip_with_n_rows_keeps_the_good_rows_of_the_draw(tmp_path):
+    rows = [f"{i},PAYMENT,{i + 1}.0,C{i},100.0,99.0,M{i},0.0,0.0,0,0" for i in range(1, 201)]
+    rows[10] = "11,PAYMENT,oops,C11,100.0,99.0,M11,0.0,0.0,0,0"
+    path = _write(tmp_path / "rows.csv", [KAGGLE_HEADER, *rows])
+    table = read_transactions(path, n_rows=200, on_bad_rows="skip")
+    assert len(table) == 199 and 11 not in set(table["step"])
+    assert table.attrs["rejected"] == {"amount is not a number": 1}
+    assert table["amount"].dtype == "float64" and table["step"].tolist()[:3] == [1, 2, 3]
+
+
+def test_bad_rows_of_a_parquet_file_are_reported(tmp_path):
+    frame = read_transactions(_write(tmp_path / "rows.csv", [KAGGLE_HEADER, *KAGGLE_ROWS]))
+    frame.loc[1, "amount"] = -1.0
+    frame.loc[2, "new_balance_dest"] = float("nan")
+    frame.to_parquet(tmp_path / "rows.parquet")
+    with pytest.raises(DataValidationError, match=r"line 3, column 'amount': -1.0 is negative") as raised:
+        read_transactions(tmp_path / "rows.parquet")
+    assert "line 4, column 'new_balance_dest': value is missing (NaN)" in str(raised.value)
+    assert len(read_transactions(tmp_path / "rows.parquet", on_bad_rows="skip")) == 1
 
 
 def test_n_rows_is_a_reproducible_uniform_subset(tmp_path):
