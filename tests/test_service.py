@@ -177,7 +177,8 @@ def test_a_repeated_transaction_id_is_acknowledged_but_not_published_again(serve
 
 
 def test_rate_limit_refuses_a_busy_user_with_resource_exhausted(kafka_bootstrap, topic):
-    settings = ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0, rate_limit=1.0, rate_burst=3)
+    # One token per 100 s: a slow first call (the producer's id is still being fetched) cannot refill the bucket.
+    settings = ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0, rate_limit=0.01, rate_burst=3)
     with IngestionServer(settings) as target:
         stub = _stub(target)
         for _ in range(3):
@@ -187,7 +188,7 @@ def test_rate_limit_refuses_a_busy_user_with_resource_exhausted(kafka_bootstrap,
         assert stub.SendTransaction(_tx(user_id=8), timeout=10).success
         [answer] = _stream(stub, [_tx(user_id=9) for _ in range(5)])
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "user_id=7 exceeded the rate limit of 1 transactions/s" in raised.value.details()
+    assert "user_id=7 exceeded the rate limit of 0.01 transactions/s" in raised.value.details()
     assert (answer.accepted, answer.rejected) == (3, 2)
     assert {e.code for e in answer.errors} == {"RESOURCE_EXHAUSTED"}
     assert sum(end_offsets(kafka_bootstrap, topic).values()) == 7
