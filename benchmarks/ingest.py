@@ -332,19 +332,20 @@ class Bench:
         messages = flatten(self.batches(int(plan.unary_seconds * 8000) + 1000))
         return measured(pid, lambda: asyncio.run(unary(target, messages, concurrency, plan.unary_seconds, label)))
 
-    def count(self, rate: float | None) -> int:
-        """Transactions for a phase: the max-rate count, or ``paced_seconds`` worth at ``rate``."""
-        return self.plan.stream_count if rate is None else max(1, int(rate * self.plan.paced_seconds))
+    def phase_batches(self, rate: float | None) -> list[TransactionBatch]:
+        """A stream phase's payload: the max-rate count in full batches, or ``paced_seconds`` worth at ``rate`` in
+        batches of 1/100 s worth."""
+        if rate is None:
+            return self.batches(self.plan.stream_count)
+        return self.batches(max(1, int(rate * self.plan.paced_seconds)), max(1, int(rate / 100)))
 
     def stream(self, pid: int, target: str, label: str, *, rate: float | None = None) -> Result:
-        count = self.count(rate)
-        batches = self.batches(count, BATCH if rate is None else max(1, int(rate / 100)))
+        batches = self.phase_batches(rate)
         return measured(pid, lambda: asyncio.run(streaming(target, batches, window=self.plan.window, rate=rate,
                                                            label=label)))
 
     def raw(self, label: str, *, rate: float | None = None) -> Result:
-        count = self.count(rate)
-        batches = self.batches(count, BATCH if rate is None else max(1, int(rate / 100)))
+        batches = self.phase_batches(rate)
         quiesce()
         return raw_producer(self.plan.bootstrap, self.raw_topic, batches, rate=rate, label=label)
 
@@ -375,10 +376,6 @@ class Bench:
 # --------------------------------------------------------------------------- report
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
 def table(repeats: list[list[Result]]) -> str:
     """Markdown: per row, the median over repeats, the range, and the median ratio to the same repeat's raw ceiling."""
     lines = ["| path | tx/s (median) | range | of raw | p50 ms | p99 ms | server CPU |",
@@ -389,9 +386,9 @@ def table(repeats: list[list[Result]]) -> str:
         cpu = [r.cpu_share for r in row if r.cpu_share is not None]
         spread = f"{min(rates):,.0f} to {max(rates):,.0f}" if len(row) > 1 else "-"
         lines.append(
-            f"| {row[0].path} | {_median(rates):,.0f} | {spread} | {100 * _median(ratios):.0f} % "
-            f"| {_median([r.p50_ms for r in row]):.1f} | {_median([r.p99_ms for r in row]):.1f} "
-            f"| {f'{100 * _median(cpu):.0f} %' if cpu else '-'} |"
+            f"| {row[0].path} | {statistics.median(rates):,.0f} | {spread} | {100 * statistics.median(ratios):.0f} % "
+            f"| {statistics.median([r.p50_ms for r in row]):.1f} | {statistics.median([r.p99_ms for r in row]):.1f} "
+            f"| {f'{100 * statistics.median(cpu):.0f} %' if cpu else '-'} |"
         )
     return "\n".join(lines)
 

@@ -220,8 +220,7 @@ def _parsed_numbers(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarra
     accepts: turning millions of cells into Python strings first was most of
     the time a file with a bad row took to read.
     """
-    if pa.types.is_dictionary(values.type):
-        values = values.cast(values.type.value_type)
+    values = _text(values)
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         return pc.fill_null(pc.cast(values, pa.float64()), np.nan), np.zeros(len(values), dtype=bool)
     text = pc.utf8_trim_whitespace(values)
@@ -232,7 +231,7 @@ def _parsed_numbers(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarra
 
 
 def _text(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A text column as plain strings (parquet may store it dictionary-encoded)."""
+    """A column without dictionary encoding (parquet may store text that way)."""
     return values.cast(values.type.value_type) if pa.types.is_dictionary(values.type) else values
 
 

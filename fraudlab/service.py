@@ -590,13 +590,11 @@ class _MethodAwarePool:
             return self._pool.FindFileContainingSymbol(symbol)
         except KeyError:
             service_name, _, method_name = symbol.rpartition(".")
-            try:
+            with contextlib.suppress(KeyError):
                 service = self._pool.FindServiceByName(service_name)
-            except KeyError:
-                service = None
-            if service is None or method_name not in service.methods_by_name:
-                raise
-            return service.file
+                if method_name in service.methods_by_name:
+                    return service.file
+            raise
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
