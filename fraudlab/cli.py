@@ -6,6 +6,8 @@ This is the only module that reads the environment (through click's
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,8 +47,38 @@ def _settings(port: int, controller_port: int, heap: str, kafka_version: str, st
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fraudlab")
-def cli() -> None:
+@click.option("--debug", is_flag=True, envvar="FRAUDLAB_DEBUG",
+              help="Show the full traceback of an error, and Kafka client logs [env FRAUDLAB_DEBUG=1].")
+def cli(debug: bool) -> None:
     """fraudlab: synthetic PaySim transactions, a gRPC ingestion service and a real Kafka broker."""
+    _configure_logging(debug)
+
+
+class _ProgressSafeHandler(logging.Handler):
+    """Write log records to stderr through tqdm, so a line never tears a progress bar apart."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+
+def _configure_logging(debug: bool) -> None:
+    """fraudlab's warnings on stderr; librdkafka's routine chatter only from ERROR up unless debugging.
+
+    On a fresh broker librdkafka reports normal start-up states (coordinator
+    load in progress, leader not yet elected) as warnings and retries them itself.
+    """
+    handler = _ProgressSafeHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("fraudlab")
+    package.handlers[:] = [handler]
+    package.propagate = False
+    package.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("fraudlab.librdkafka").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
 @cli.group()
@@ -114,6 +146,10 @@ def demo(bootstrap: str | None, count: int, rate: str, users: int, topic: str, *
              users=users, topic=topic, echo=click.echo, progress=True)
 
 
+#: Where ``fraudlab fit`` writes without ``-o``: the current directory, never the pre-trained model's place.
+DEFAULT_FIT_OUTPUT = "gaussian_copula.npz"
+
+
 def _summary(what: str, rows: int, seconds: float) -> str:
     return f"{what}: {rows:,} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
 
@@ -124,17 +160,17 @@ def _summary(what: str, rows: int, seconds: float) -> str:
 @click.option("--rows", type=click.IntRange(min=1), default=2_000_000, show_default=True,
               help="Training rows (simulated, or drawn at random from the file).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the data draw and the fit.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Model file (.npz; the manifest goes beside it) [default: models/gaussian_copula_20L.npz].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_FIT_OUTPUT,
+              show_default=True, help="Model file (.npz; the manifest goes beside it); the default is in the current "
+              "directory, so the pre-trained model is replaced only when its path is given here.")
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
               help="Score the model against held-out real rows and keep the figures in its manifest.")
-def fit(source: str, rows: int, seed: int, output: Path | None, evaluate: bool) -> None:
+def fit(source: str, rows: int, seed: int, output: Path, evaluate: bool) -> None:
     """Fit the transaction synthesizer (SDV Gaussian copula per segment) and save it with its manifest."""
     import time
 
-    from fraudlab.synth import DEFAULT_MODEL, TransactionSynthesizer, load_training_data, model_metrics
+    from fraudlab.synth import TransactionSynthesizer, load_training_data, model_metrics
 
-    output = output or DEFAULT_MODEL
     if output.suffix != ".npz":
         raise click.BadParameter(f"{str(output)!r} must end in .npz (the manifest is written beside it)",
                                  param_hint="--output")
@@ -146,12 +182,12 @@ def fit(source: str, rows: int, seed: int, output: Path | None, evaluate: bool) 
     metrics = model_metrics(model, seed=seed) if evaluate else {}
     manifest = model.save(output, metrics=metrics)
     click.echo(_summary("Fitted", len(training.table), seconds)
-               + f"; model {output} ({output.stat().st_size / 1024:.0f} KiB), manifest {manifest}")
+               + f"; model {output.resolve()} ({output.stat().st_size / 1024:.0f} KiB), manifest {manifest.resolve()}")
 
 
 @cli.command("sample")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="Model file [default: the pre-trained models/gaussian_copula_20L.npz].")
+              help="Model file [default: the pre-trained fraudlab/pretrained/gaussian_copula_20L.npz].")
 @click.option("--rows", type=click.IntRange(min=0), default=100_000, show_default=True, help="Rows to sample.")
 @click.option("--seed", type=int, default=None, help="Seed for a reproducible sample.")
 @click.option("--fraud-rate", type=click.FloatRange(0.0, 1.0), default=None,
@@ -254,7 +290,8 @@ def health(target: str, service: str, tls_ca: Path | None, timeout: float) -> No
               help="Transactions to send [default: until Ctrl-C or SIGTERM].")
 @click.option("--users", type=click.IntRange(min=1), default=1000, show_default=True, help="Size of the user_id pool.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Saved synthesizer to sample from [default: the pre-trained models/gaussian_copula_20L.npz].")
+              help="Saved synthesizer to sample from "
+              "[default: the pre-trained fraudlab/pretrained/gaussian_copula_20L.npz].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Transactions per streamed batch at full speed.")
 @click.option("--window", type=click.IntRange(min=1), default=8, show_default=True,
@@ -347,16 +384,55 @@ def simulate_command(rows: int, seed: int, output: Path, progress: bool) -> None
                + f"; {int(table['is_fraud'].sum()):,} frauds; written to {output}")
 
 
-def main() -> None:
-    """Console-script entry point: run the CLI and turn fraudlab's errors into a message and exit 1."""
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point: errors become one line on stderr and exit code 1 (2 for bad usage).
+
+    With ``--debug`` or ``FRAUDLAB_DEBUG=1`` the traceback is shown as well.
+    """
+    args = sys.argv[1:] if args is None else args
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args, prog_name="fraudlab", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except FraudlabError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except Exception as exc:  # the one place every error reaches the user
+        message = _one_line(exc)
+        if message is None:
+            raise
+        if _debugging(args):
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"error: {message}", err=True)
         sys.exit(1)
+
+
+def _debugging(args: list[str]) -> bool:
+    return "--debug" in args or os.environ.get("FRAUDLAB_DEBUG", "").lower() in {"1", "true", "yes"}
+
+
+def _one_line(exc: Exception) -> str | None:
+    """The message a user sees for an error fraudlab knows how to explain; None for a bug (shown in full)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    if isinstance(exc, FraudlabError):
+        return str(exc)
+    if isinstance(exc, KafkaException):
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        detail = error.str() if error is not None else str(exc)
+        return (f"Kafka refused the request: {detail}. Check the broker (`fraudlab broker status`, "
+                "--bootstrap) and try again; --debug shows the traceback.")
+    if _is_grpc_error(exc):
+        return (f"gRPC call failed: {exc.code().name}: {exc.details()}. Check that the ingestion service "  # type: ignore[attr-defined]
+                "is running (`fraudlab health`, --target); --debug shows the traceback.")
+    if isinstance(exc, ValueError | OSError):
+        return f"{exc}; --debug shows the traceback."
+    return None
+
+
+def _is_grpc_error(exc: Exception) -> bool:
+    grpc = sys.modules.get("grpc")  # only commands that used gRPC can raise its errors
+    return grpc is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code")

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -32,6 +32,7 @@ __all__ = [
     "AsyncPublisher",
     "Delivery",
     "KafkaPublishError",
+    "KafkaTimeoutError",
     "KafkaUnavailableError",
     "consume_transactions",
     "consumer_config",
@@ -59,9 +60,57 @@ class KafkaUnavailableError(KafkaPublishError):
     """Raised when no broker can be reached, so a record is refused before it is queued."""
 
 
+class KafkaTimeoutError(FraudlabError):
+    """Raised when Kafka kept answering a metadata or offset query with a transient error until the deadline."""
+
+
+# librdkafka's own log lines go to Python logging under this name (the CLI shows them at ERROR unless --debug);
+# without a logger they are printed straight to stderr, through any progress bar.
+LIBRDKAFKA_LOGGER = logging.getLogger("fraudlab.librdkafka")
+
+# Answers a broker gives while a topic is still being created or a partition's leader is being elected (a fresh
+# broker does both for a second or so after CreateTopics returned); asking again shortly after succeeds.
+_TRANSIENT_ERRORS = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_CONTROLLER, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC,
+})
+_RETRY_FIRST_PAUSE_S = 0.05
+_RETRY_MAX_PAUSE_S = 1.0
+_T = TypeVar("_T")
+
+
+def _is_transient(error: KafkaError) -> bool:
+    return error.code() in _TRANSIENT_ERRORS or error.retriable()
+
+
+def _retry_transient(query: Callable[[], _T], *, what: str, bootstrap: str, timeout: float) -> _T:
+    """Run ``query`` until it succeeds, retrying transient Kafka errors with backoff for up to ``timeout`` s.
+
+    Raises:
+        KafkaTimeoutError: the query still failed transiently at the deadline; the message says what was asked.
+    """
+    deadline = time.monotonic() + timeout
+    pause = _RETRY_FIRST_PAUSE_S
+    while True:
+        try:
+            return query()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is None or not _is_transient(error):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise KafkaTimeoutError(
+                    f"Kafka at {bootstrap} did not answer {what} within {timeout:g} s (last answer: {error.str()}); "
+                    "check that the broker is running (`fraudlab broker status`) and try again."
+                ) from exc
+        time.sleep(pause)
+        pause = min(pause * 2, _RETRY_MAX_PAUSE_S)
+
+
 def producer_config(bootstrap: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Durable producer settings: defaults, then ``overrides``, then the bootstrap servers."""
-    return {**PRODUCER_DEFAULTS, **(overrides or {}), "bootstrap.servers": bootstrap}
+    return {**PRODUCER_DEFAULTS, "logger": LIBRDKAFKA_LOGGER, **(overrides or {}), "bootstrap.servers": bootstrap}
 
 
 def consumer_config(
@@ -73,26 +122,64 @@ def consumer_config(
         "group.id": group_id or f"fraudlab-reader-{uuid.uuid4().hex[:12]}",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": False,
+        "logger": LIBRDKAFKA_LOGGER,
         **(overrides or {}),
         "bootstrap.servers": bootstrap,
     }
 
 
 def ensure_topic(bootstrap: str, topic: str = DEFAULT_TOPIC, *, partitions: int = 3, timeout: float = 30.0) -> bool:
-    """Create ``topic`` if it does not exist; return True when this call created it."""
+    """Create ``topic`` if it does not exist; return True when this call created it.
+
+    Returns only once every partition of the topic has a leader: a broker
+    answers CreateTopics before it has elected them, and an offset query in
+    that gap fails with NOT_LEADER_FOR_PARTITION.
+
+    Raises:
+        KafkaTimeoutError: the topic had no leader for every partition within ``timeout`` seconds.
+    """
     if partitions < 1:
         raise FraudlabError(f"Invalid partitions {partitions!r} for topic {topic!r}: it must be at least 1.")
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _log})
-    if topic in admin.list_topics(timeout=timeout).topics:
-        return False
-    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
-    try:
-        future.result(timeout=timeout)
-    except KafkaException as exc:
-        if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return False
-        raise
-    return True
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOGGER})
+    deadline = time.monotonic() + timeout
+    created = False
+    if topic not in _list_topics(admin, bootstrap, timeout).topics:
+        future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+        try:
+            future.result(timeout=timeout)
+            created = True
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    _wait_for_leaders(admin, bootstrap, topic, max(deadline - time.monotonic(), 1.0))
+    return created
+
+
+def _list_topics(client: AdminClient | Consumer, bootstrap: str, timeout: float, topic: str | None = None) -> Any:
+    """Cluster metadata (of one ``topic``, or all), asking again while the broker answers transiently."""
+    return _retry_transient(lambda: client.list_topics(topic, timeout=timeout), what="a metadata request",
+                            bootstrap=bootstrap, timeout=timeout)
+
+
+def _wait_for_leaders(admin: AdminClient, bootstrap: str, topic: str, timeout: float) -> None:
+    """Block until every partition of ``topic`` reports a leader and no error."""
+
+    def leaders_elected() -> None:
+        metadata = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None:
+            raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        if not metadata.partitions:
+            raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
+        for partition in metadata.partitions.values():
+            if partition.error is not None:
+                raise KafkaException(partition.error)
+            if partition.leader < 0:
+                raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
+
+    _retry_transient(leaders_elected, what=f"whether every partition of {topic!r} has a leader",
+                     bootstrap=bootstrap, timeout=timeout)
 
 
 def publish_transactions(
@@ -136,9 +223,17 @@ def publish_transactions(
 
 
 def end_offsets(bootstrap: str, topic: str = DEFAULT_TOPIC, *, timeout: float = 10.0) -> dict[int, int]:
-    """The next offset of every partition of ``topic``: where records published from now on will start."""
+    """The next offset of every partition of ``topic``: where records published from now on will start.
+
+    Transient answers (a partition still electing its leader) are asked
+    again until ``timeout`` seconds have passed.
+
+    Raises:
+        KafkaTimeoutError: Kafka still answered transiently at the deadline.
+    """
     consumer = Consumer(consumer_config(bootstrap))
-    try:
+
+    def watermarks() -> dict[int, int]:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
@@ -146,6 +241,10 @@ def end_offsets(bootstrap: str, topic: str = DEFAULT_TOPIC, *, timeout: float = 
             partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1]
             for partition in sorted(metadata.partitions)
         }
+
+    try:
+        return _retry_transient(watermarks, what=f"the end offsets of {topic!r}", bootstrap=bootstrap,
+                                timeout=timeout)
     finally:
         consumer.close()
 
@@ -285,7 +384,7 @@ class AsyncPublisher:
         """Create the producer and start serving its reports (call on the event loop that awaits deliveries)."""
         self._loop = asyncio.get_running_loop()
         config = producer_config(self.bootstrap, self._overrides)
-        config.update({"error_cb": self._on_error, "logger": _log})
+        config["error_cb"] = self._on_error
         self._producer = Producer(config)
         self._schedule(busy=False)
 

@@ -43,6 +43,7 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from grpc_health.v1.health import aio as health_aio
@@ -345,6 +346,52 @@ class _Admission:
                              rejected=rejected, errors=self.errors)
 
 
+@dataclass(frozen=True, slots=True)
+class _Unparseable:
+    """A request body that is not a serialized ``expected`` message: the client's fault, not the server's."""
+
+    expected: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"the request is not a {self.expected}: {self.reason}; send a serialized {self.expected}"
+
+
+class _MalformedRequestError(Exception):
+    """Raised by a stream's reader when a message does not parse; the call then ends INVALID_ARGUMENT."""
+
+
+def _tolerant_parser(message_class: type[Message]) -> Callable[[bytes], Message | _Unparseable]:
+    """A request deserializer that hands the handler an :class:`_Unparseable` instead of raising.
+
+    grpc answers a deserializer's exception with UNKNOWN (unary) or
+    INTERNAL; the handler can only say INVALID_ARGUMENT if it sees the failure.
+    """
+    expected = message_class.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Message | _Unparseable:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return _Unparseable(expected, str(exc) or "it does not parse")
+
+    return parse
+
+
+def _add_ingestion_service(servicer: _IngestionServicer, server: grpc.aio.Server) -> None:
+    """Register ``fraud.FraudIngestion`` like the generated helper does, with tolerant request parsers."""
+    handlers = {
+        "SendTransaction": grpc.unary_unary_rpc_method_handler(
+            servicer.SendTransaction, request_deserializer=_tolerant_parser(TransactionRequest),
+            response_serializer=IngestionResponse.SerializeToString),
+        "StreamTransactions": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamTransactions, request_deserializer=_tolerant_parser(TransactionBatch),
+            response_serializer=BatchResponse.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
     """``fraud.FraudIngestion``: admit transactions, publish them, answer after Kafka's verdict."""
 
@@ -448,6 +495,8 @@ class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
         self, request: TransactionRequest, context: grpc.aio.ServicerContext
     ) -> IngestionResponse:
         """Validate one transaction and publish it; success only after Kafka confirmed it."""
+        if isinstance(request, _Unparseable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         if self._draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
         admission = self._admit([request])
@@ -489,6 +538,8 @@ class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
             if reader.cancelled():
                 await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
             failure = reader.exception()
+            if isinstance(failure, _MalformedRequestError):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(failure))
             if failure is not None:
                 raise failure
         finally:
@@ -505,6 +556,8 @@ class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
                 batch = await anext(requests, None)
                 if batch is None:
                     return
+                if isinstance(batch, _Unparseable):
+                    raise _MalformedRequestError(batch.describe())
                 admission = self._admit(batch.transactions, batch.batch_id)
                 admitted.put_nowait(admission)
                 if admission.unavailable is not None:
@@ -622,7 +675,7 @@ class _Runtime:
         server = grpc.aio.server(
             interceptors=interceptors, options=[*channel_options(settings.max_message_bytes), ("grpc.so_reuseport", 0)]
         )
-        fraud_pb2_grpc.add_FraudIngestionServicer_to_server(self._servicer, server)
+        _add_ingestion_service(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server,
                                             pool=_MethodAwarePool(descriptor_pool.Default()))

@@ -1,4 +1,12 @@
-"""Shared fixtures: a real Kafka broker for the session, fresh topics, the repository root."""
+"""Shared fixtures: a real Kafka broker for the session, fresh topics, the repository root.
+
+Markers say what a test needs, so ``-m "not kafka"`` runs every unit test
+without a broker. A test that asks for the session broker (``kafka_bootstrap``,
+directly or through a fixture) is marked ``kafka`` here, from its fixtures, so
+the mark cannot drift from what the test does; a test that starts a broker of
+its own carries the mark itself. The committed notebooks run by nbval are
+``slow``, and those that start a broker are ``kafka`` too.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,19 @@ import pytest
 from fraudlab.broker import BrokerSettings, LocalBroker, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Committed notebooks that start a real Kafka broker when nbval runs them as they are.
+NOTEBOOKS_NEEDING_KAFKA = frozenset({"03_grpc_kafka_pipeline.ipynb"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+            if item.path.name in NOTEBOOKS_NEEDING_KAFKA:
+                item.add_marker(pytest.mark.kafka)
+        elif "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from fraudlab.demo import run_demo
+from fraudlab.demo import ReadBackMismatchError, check_read_back, run_demo
 from fraudlab.messages import TRANSACTION_TYPES
-
-pytestmark = pytest.mark.kafka
 
 
 def test_demo_streams_through_the_service_and_reads_back_every_transaction_once(kafka_bootstrap, topic):
@@ -22,3 +22,39 @@ def test_demo_streams_through_the_service_and_reads_back_every_transaction_once(
     assert "read 2,500 records (2,500 distinct)" in text
     assert "every acknowledged transaction is in Kafka exactly once" in text
     assert "transactions/s" in text
+
+
+def test_read_back_equal_to_the_acknowledged_ids_passes():
+    check_read_back(["a", "b", "c"], ["c", "a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("read_back", "named"),
+    [
+        (["a", "b"], "1 acknowledged but not in Kafka (e.g. c)"),
+        (["a", "b", "c", "b"], "1 in Kafka more than once (e.g. b)"),
+        (["a", "b", "c", "x"], "1 in Kafka but never acknowledged (e.g. x)"),
+    ],
+)
+def test_any_difference_from_the_acknowledged_ids_is_an_error(read_back, named):
+    with pytest.raises(ReadBackMismatchError, match=re.escape(named)):
+        check_read_back(["a", "b", "c"], read_back)
+
+
+def test_a_record_in_the_topic_that_nobody_acknowledged_fails_the_demo(kafka_bootstrap, topic):
+    """Another writer slips a record into the topic mid-run: the demo must fail, not report success."""
+    from fraudlab.kafka import publish_transactions
+    from fraudlab.messages import TransactionRequest, now_millis
+    from fraudlab.producer import ReferenceSource
+
+    rows = ReferenceSource()
+    intruder = TransactionRequest(transaction_id="intruder-1", user_id=1, amount=10.0, timestamp=now_millis(),
+                                  type="PAYMENT", old_balance_orig=10.0, new_balance_orig=0.0)
+
+    def source_with_an_intruder(n, rng):
+        publish_transactions(kafka_bootstrap, [intruder], topic=topic)
+        return rows(n, rng)
+
+    with pytest.raises(ReadBackMismatchError, match=r"1 in Kafka but never acknowledged \(e\.g\. intruder-1\)"):
+        run_demo(bootstrap=kafka_bootstrap, count=300, users=10, topic=topic, source=source_with_an_intruder,
+                 echo=lambda _line: None)

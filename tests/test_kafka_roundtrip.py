@@ -16,8 +16,6 @@ from fraudlab.kafka import (
 )
 from fraudlab.messages import TransactionRequest, decode_transaction, transaction_to_dict
 
-pytestmark = pytest.mark.kafka
-
 
 def _transactions(count: int) -> list[TransactionRequest]:
     return [

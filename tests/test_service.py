@@ -8,6 +8,7 @@ fraudlab's producer for streams.
 from __future__ import annotations
 
 import math
+import random
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,7 @@ from fraudlab.exceptions import FraudlabError
 from fraudlab.kafka import consume_transactions, end_offsets
 from fraudlab.messages import TransactionRequest, now_millis, transaction_to_dict
 from fraudlab.producer import ProducerError, ProducerSettings, ProduceSummary, produce
-from fraudlab.proto import fraud_pb2_grpc
+from fraudlab.proto import fraud_pb2, fraud_pb2_grpc
 from fraudlab.proto.fraud_pb2 import TransactionBatch
 from fraudlab.service import (
     SERVICE_NAME,
@@ -41,8 +42,6 @@ from fraudlab.service import (
     check_health,
     transaction_problems,
 )
-
-pytestmark = pytest.mark.kafka
 
 
 def _tx(**overrides: object) -> TransactionRequest:
@@ -148,6 +147,37 @@ def test_a_stream_publishes_the_valid_records_and_names_each_invalid_one(server,
     assert "type='BOGUS'" in answer.errors[1].message and "old_balance_dest=nan" in answer.errors[1].message
     assert sorted(m.transaction_id for m in _read_all(kafka_bootstrap, topic)) == sorted(
         m.transaction_id for m in good)
+
+
+def test_bytes_that_are_not_a_transaction_request_are_invalid_argument(server):
+    """A body that does not parse is the client's fault: INVALID_ARGUMENT naming the message, never UNKNOWN."""
+    rng = random.Random(11)
+    bodies = [rng.randbytes(rng.randint(1, 200)) for _ in range(1000)]
+    codes: dict[grpc.StatusCode, int] = {}
+    details: set[str] = set()
+    with grpc.insecure_channel(server) as channel:
+        send = channel.unary_unary(f"/{SERVICE_NAME}/SendTransaction")  # no serializer: the bytes go as they are
+        for body in bodies:
+            with pytest.raises(grpc.RpcError) as raised:
+                send(body, timeout=5)
+            codes[raised.value.code()] = codes.get(raised.value.code(), 0) + 1
+            details.add(raised.value.details())
+    assert codes == {grpc.StatusCode.INVALID_ARGUMENT: 1000}
+    assert any("the request is not a fraud.TransactionRequest" in d for d in details)
+
+
+def test_a_stream_message_that_is_not_a_batch_ends_the_stream_invalid_argument(server, kafka_bootstrap, topic):
+    good = TransactionBatch(batch_id=1, transactions=[_tx()]).SerializeToString()
+    with grpc.insecure_channel(server) as channel:
+        stream = channel.stream_stream(f"/{SERVICE_NAME}/StreamTransactions")
+        answers = stream(iter([good, b"\xff\xff\xff garbage"]), timeout=10)
+        first = fraud_pb2.BatchResponse.FromString(next(answers))
+        with pytest.raises(grpc.RpcError) as raised:
+            next(answers)
+    assert (first.batch_id, first.accepted) == (1, 1)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the request is not a fraud.TransactionBatch" in raised.value.details()
+    assert sum(end_offsets(kafka_bootstrap, topic).values()) == 1
 
 
 def test_validation_lists_every_problem_of_a_record():
@@ -360,6 +390,7 @@ def _produce_in_background(settings: ProducerSettings, acknowledged: set[str]) -
     return thread, outcome
 
 
+@pytest.mark.kafka
 @pytest.mark.slow
 def test_broker_outage_mid_stream_gives_unavailable_then_resumes_without_loss_or_duplicates(tmp_path):
     """Stop the broker under a running stream: clients get UNAVAILABLE, the producer waits, nothing is lost."""
