@@ -19,14 +19,26 @@ help:
 	@echo "make proto    regenerate fraudlab/proto from proto/fraud/v1"
 	@echo "make lock     refresh constraints.txt from the current venv"
 
+KERNEL := $(VENV)/share/jupyter/kernels/fraudlab/kernel.json
+# JupyterLab refuses to start as root without this flag; containers and CI often run as root.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 $(STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@test -x $(BIN)/python || { echo "==> Creating the virtual environment $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> Installing fraudlab and its pinned dependencies into $(VENV)"
+	@echo "    (the first time: about 3 GB of wheels, SDV brings PyTorch; 3-10 minutes depending on the network)"
+	$(BIN)/python -m pip install --progress-bar on --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $@
+
+# The notebooks name this kernel; it lives inside the venv, so nothing is written to the user's home.
+$(KERNEL): $(STAMP)
+	@echo "==> Registering the Jupyter kernel 'Python (fraudlab)' in $(VENV)"
+	$(BIN)/python -m ipykernel install --sys-prefix --name fraudlab --display-name "Python (fraudlab)"
 
 install: $(STAMP)
 
 jars: install
+	@echo "==> Resolving the Apache Kafka jars from Maven Central into the cache (about 120 MB, once)"
 	$(BIN)/fraudlab broker fetch
 
 demo: jars
@@ -38,13 +50,13 @@ lint: install
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 # The suite and the committed notebooks as committed (nbval, default parameters), in one pytest run.
-test: jars lint
+test: jars lint $(KERNEL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests $(NOTEBOOKS) --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 # Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see).
-notebooks: install jars
+notebooks: jars $(KERNEL)
 	cd notebooks && for nb in $(notdir $(NOTEBOOKS)); do \
-		../$(BIN)/papermill --cwd . --kernel python3 "$$nb" "$$nb" || exit 1; done
+		../$(BIN)/papermill --cwd . --kernel fraudlab "$$nb" "$$nb" || exit 1; done
 
 proto: install
 	$(BIN)/python -m fraudlab.protogen
@@ -52,11 +64,10 @@ proto: install
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^fraudlab' > constraints.txt
 
-kernel: install
-	$(BIN)/python -m ipykernel install --user --name fraudlab --display-name "Python (fraudlab)"
+kernel: $(KERNEL)
 
-lab: kernel jars
-	$(BIN)/jupyter lab notebooks/
+lab: jars $(KERNEL)
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/
 
 broker-up: jars
 	$(BIN)/fraudlab broker up
