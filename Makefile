@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || { echo "==> Creating the virtual environment $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "==> Installing fraudlab and its pinned dependencies into $(VENV)"
 	@echo "    (the first time: about 3 GB of wheels, SDV brings PyTorch; 3-10 minutes depending on the network)"
-	$(BIN)/python -m pip install --progress-bar on --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --progress-bar on --disable-pip-version-check -c constraints.txt -e '.[test,proto,notebooks]'
 	@touch $@
 
 # The notebooks name this kernel; it lives inside the venv, so nothing is written to the user's home.

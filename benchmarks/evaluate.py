@@ -1,4 +1,4 @@
-"""How long ``fraudlab.evaluate.evaluate`` takes on 20 lakh synthetic rows, and how much its TSTR figures move.
+"""How long ``fraudlab.evaluate.metrics.evaluate`` takes on 20 lakh synthetic rows, and how much its TSTR figures move.
 
 Part 1, speed: the synthetic rows come from SDV's default GaussianCopula
 fitted on the real training half (sampling them is not timed). The run
@@ -31,7 +31,8 @@ def main() -> None:
 
 
 def spread(splits: int) -> None:
-    from fraudlab.evaluate import measure_utility, split_reference
+    from fraudlab.data.splits import split_reference
+    from fraudlab.evaluate.metrics import measure_utility
 
     print("split seed | PR-AUC real | ROC-AUC real | PR-AUC uniform half | ROC-AUC uniform half | frauds in it")
     for seed in range(splits):
@@ -42,8 +43,9 @@ def spread(splits: int) -> None:
 
 
 def speed(rows: int, seed: int) -> None:
-    from fraudlab.baseline import fit_sdv_baseline
-    from fraudlab.evaluate import evaluate, split_reference
+    from fraudlab.data.splits import split_reference
+    from fraudlab.evaluate.metrics import evaluate
+    from fraudlab.generate.baseline import fit_sdv_baseline
 
     split = split_reference(seed=seed)
     started = time.perf_counter()

@@ -21,9 +21,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from fraudlab.proto import fraud_pb2_grpc
-from fraudlab.proto.fraud_pb2 import BatchResponse, IngestionResponse, TransactionBatch, TransactionRequest
-from fraudlab.service import channel_options
+from fraudlab.ingest.channel import channel_options
+from fraudlab.schema.proto import fraud_pb2_grpc
+from fraudlab.schema.proto.fraud_pb2 import BatchResponse, IngestionResponse, TransactionBatch, TransactionRequest
 
 
 class _Nothing(fraud_pb2_grpc.FraudIngestionServicer):

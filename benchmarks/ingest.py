@@ -55,14 +55,17 @@ import numpy as np
 from confluent_kafka import Producer
 from google.protobuf.json_format import MessageToDict
 
-from fraudlab.broker import BrokerSettings, LocalBroker, cache_root, free_port
+from fraudlab.config import cache_root
 from fraudlab.exceptions import FraudlabError
-from fraudlab.kafka import PUBLISHER_DEFAULTS, ensure_topic, producer_config
-from fraudlab.producer import ReferenceSource, build_batch, stream_batches, user_pool
-from fraudlab.proto import fraud_pb2_grpc
-from fraudlab.proto.fraud_pb2 import TransactionBatch, TransactionRequest
-from fraudlab.protogen import PROTO_SOURCE_DIR
-from fraudlab.service import check_health, open_channel
+from fraudlab.infra.broker import BrokerSettings, LocalBroker, free_port
+from fraudlab.ingest.channel import check_health, open_channel
+from fraudlab.ingest.client import ReferenceSource, build_batch, stream_batches, user_pool
+from fraudlab.kafka.admin import ensure_topic
+from fraudlab.kafka.connection import producer_config
+from fraudlab.kafka.publisher import PUBLISHER_DEFAULTS
+from fraudlab.schema.proto import fraud_pb2_grpc
+from fraudlab.schema.proto.fraud_pb2 import TransactionBatch, TransactionRequest
+from fraudlab.schema.protogen import PROTO_SOURCE_DIR
 
 USERS = 10_000
 BATCH = 1000

@@ -27,7 +27,7 @@ _PERCENT_FIGURES = ("share of ", "zero share of ", "fraud", "rows obeying")
 
 def one_run(rows: int, seed: int) -> None:
     """Simulate once and print the seconds and this process's peak RSS as JSON (run in a child process)."""
-    from fraudlab.paysim import simulate
+    from fraudlab.generate.paysim import simulate
 
     started = time.perf_counter()
     simulate(rows, seed=seed, progress=False)
@@ -61,7 +61,8 @@ def main() -> None:
         one_run(args.rows, args.seed)
         return
 
-    from fraudlab.paysim import fidelity_figures, simulate
+    from fraudlab.evaluate.simulator import fidelity_figures
+    from fraudlab.generate.paysim import simulate
 
     runs = timed_runs(args.rows, args.seed, args.repeats)
     seconds = statistics.median(run["seconds"] for run in runs)
@@ -70,7 +71,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         figures = fidelity_figures(simulate(args.rows, seed=args.seed, progress=False))
     each = ", ".join(f"{run['seconds']:.1f}" for run in runs)
-    print(f"fraudlab.paysim.simulate({args.rows:,}, seed={args.seed}): {args.repeats} runs, {each} s\n")
+    print(f"fraudlab.generate.paysim.simulate({args.rows:,}, seed={args.seed}): {args.repeats} runs, {each} s\n")
     print("| figure | simulated | real sample | target | met |")
     print("|---|---:|---:|---|---|")
     print(f"| rows/s (median run) | {args.rows / seconds:,.0f} | | | |")

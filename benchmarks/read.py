@@ -1,4 +1,4 @@
-"""How fast ``fraudlab.data.read_transactions`` reads a full-size Kaggle PaySim CSV.
+"""How fast ``fraudlab.data.readers.read_transactions`` reads a full-size Kaggle PaySim CSV.
 
 Writes a 6,362,620-row file in the Kaggle layout (the size of the real
 ``PS_20174392719_1491204439457_log.csv``, rows from fraudlab's simulator) into
@@ -23,8 +23,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from fraudlab.data import KAGGLE_LAYOUT, POPULATION_ROWS, read_transactions
-from fraudlab.paysim import simulate
+from fraudlab.data.readers import KAGGLE_LAYOUT, read_transactions
+from fraudlab.data.reference import POPULATION_ROWS
+from fraudlab.generate.paysim import simulate
 
 SUBSET_ROWS = 2_000_000
 TARGET_SECONDS = 30.0

@@ -3,8 +3,8 @@
 Part 1, speed at scale: both fit the same 20 lakh simulator rows, each in a
 fresh child process (so peak RSS is that fit's own), then sample.
 Part 2, fidelity: both fit real rows (the training half of the bundled real
-rows, ``fraudlab.evaluate.split_reference``) and are judged by
-``fraudlab.evaluate.evaluate`` on the held-out half.
+rows, ``fraudlab.evaluate.metrics.split_reference``) and are judged by
+``fraudlab.evaluate.metrics.evaluate`` on the held-out half.
 
     .venv/bin/python benchmarks/synth.py                 # the full run (SDV's fit at 20 lakh takes minutes)
     .venv/bin/python benchmarks/synth.py --rows 200000   # a quicker look
@@ -37,9 +37,9 @@ def _child(engine: str, data: Path) -> None:
     warnings.simplefilter("ignore")
     import sdv.single_table  # noqa: F401 - imported before the clock starts: import time is not fitting time
 
-    from fraudlab.baseline import fit_sdv_baseline
-    from fraudlab.data import read_transactions
-    from fraudlab.synth import TransactionSynthesizer
+    from fraudlab.data.readers import read_transactions
+    from fraudlab.generate.baseline import fit_sdv_baseline
+    from fraudlab.generate.synth import TransactionSynthesizer
 
     table = read_transactions(data, progress=False)
     loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -71,8 +71,8 @@ def _run_child(engine: str, data: Path) -> dict[str, float]:
 
 
 def speed(rows: int, repeats: int, sdv_repeats: int) -> pd.DataFrame:
-    from fraudlab.data import write_transactions
-    from fraudlab.paysim import simulate
+    from fraudlab.data.readers import write_transactions
+    from fraudlab.generate.paysim import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.parquet"
@@ -86,9 +86,10 @@ def speed(rows: int, repeats: int, sdv_repeats: int) -> pd.DataFrame:
 
 
 def fidelity(seed: int) -> pd.DataFrame:
-    from fraudlab.baseline import fit_sdv_baseline
-    from fraudlab.evaluate import evaluate, measure_utility, split_reference
-    from fraudlab.synth import TransactionSynthesizer
+    from fraudlab.data.splits import split_reference
+    from fraudlab.evaluate.metrics import evaluate, measure_utility
+    from fraudlab.generate.baseline import fit_sdv_baseline
+    from fraudlab.generate.synth import TransactionSynthesizer
 
     warnings.simplefilter("ignore")
     split = split_reference(seed=seed)

@@ -16,22 +16,20 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-from fraudlab.broker import BrokerSettings, LocalBroker
-from fraudlab.consumer import format_transactions, read_transactions_frame
-from fraudlab.exceptions import FraudlabError
-from fraudlab.kafka import DEFAULT_TOPIC, end_offsets, ensure_topic
-from fraudlab.messages import TransactionRequest
-from fraudlab.producer import ProducerSettings, TransactionSource, produce
-from fraudlab.service import IngestionServer, ServiceSettings
+from fraudlab import config
+from fraudlab.exceptions import ReadBackMismatchError
+from fraudlab.infra.broker import BrokerSettings, LocalBroker
+from fraudlab.ingest.client import ProducerSettings, TransactionSource, produce
+from fraudlab.ingest.service import IngestionServer, ServiceSettings
+from fraudlab.kafka.admin import end_offsets, ensure_topic
+from fraudlab.kafka.reader import format_transactions, read_transactions_frame
+from fraudlab.schema.messages import TransactionRequest
 
-__all__ = ["ReadBackMismatchError", "check_read_back", "run_demo"]
+__all__ = ["check_read_back", "run_demo"]
 
 _SHOWN_ROWS = 5
 _SHOWN_IDS = 3
 
-
-class ReadBackMismatchError(FraudlabError):
-    """Raised when the records read back from Kafka are not exactly the transactions the service acknowledged."""
 
 
 def check_read_back(acknowledged: Iterable[str], read_back: Iterable[str]) -> None:
@@ -58,7 +56,8 @@ def check_read_back(acknowledged: Iterable[str], read_back: Iterable[str]) -> No
 
 def run_demo(
     settings: BrokerSettings | None = None, *, bootstrap: str | None = None, count: int = 10_000,
-    topic: str = DEFAULT_TOPIC, users: int = 1000, rate: float | None = None, source: TransactionSource | None = None,
+    topic: str = config.TOPIC, users: int = config.PRODUCER_USERS, rate: float | None = None,
+    source: TransactionSource | None = None,
     echo: Callable[[str], None] = print, progress: bool = False,
 ) -> pd.DataFrame:
     """Stream ``count`` transactions through the service into Kafka; return what was read back.

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fraudlab.evaluate import to_plain
-from fraudlab.exceptions import FraudlabError
+from fraudlab.exceptions import InvalidParameterError
+from fraudlab.plain import to_plain
 
 __all__ = ["RESULT_MIME_TYPE", "peak_memory_gb", "read_results", "record"]
 
@@ -54,5 +54,5 @@ def read_results(path: str | Path) -> dict[str, Any]:
             if payload is not None:
                 results[payload["name"]] = payload["value"]
     if not results:
-        raise FraudlabError(f"{path} holds no recorded results: was it executed, and does it call record()?")
+        raise InvalidParameterError(f"{path} holds no recorded results: was it executed, and does it call record()?")
     return results

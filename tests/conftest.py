@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudlab.broker import BrokerSettings, LocalBroker, free_port
+from fraudlab.infra.broker import BrokerSettings, LocalBroker, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def kafka_bootstrap(local_broker_settings: BrokerSettings) -> Iterator[str]:
 @pytest.fixture
 def topic(kafka_bootstrap: str) -> str:
     """A topic name no other test uses, created with three partitions."""
-    from fraudlab.kafka import ensure_topic
+    from fraudlab.kafka.admin import ensure_topic
 
     name = f"test-{uuid.uuid4().hex[:12]}"
     ensure_topic(kafka_bootstrap, name, partitions=3)

@@ -1,0 +1,5 @@
+"""The ``fraudlab`` command line."""
+
+from fraudlab.cli.main import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,103 @@
+"""``fraudlab serve | health | produce``: the gRPC ingestion service and its load-generating client."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fraudlab import config
+from fraudlab.cli.options import bootstrap_option, parse_rate, target_option, tls_ca_option, topic_option
+
+__all__ = ["health", "produce", "serve"]
+
+
+@click.command("serve")
+@bootstrap_option()
+@topic_option()
+@click.option("--partitions", type=click.IntRange(min=1), default=config.TOPIC_PARTITIONS, show_default=True,
+              help="Partitions of the topic when it has to be created.")
+@click.option("--host", default=config.SERVICE_HOST, show_default=True, envvar="FRAUDLAB_SERVICE_HOST",
+              help="Interface to bind [env FRAUDLAB_SERVICE_HOST]; 0.0.0.0 exposes the server.")
+@click.option("--port", type=click.IntRange(0, 65535), default=config.SERVICE_PORT, show_default=True,
+              envvar="FRAUDLAB_SERVICE_PORT", help="gRPC port [env FRAUDLAB_SERVICE_PORT].")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="FRAUDLAB_TLS_CERT", help="PEM certificate; with --tls-key turns TLS on [env FRAUDLAB_TLS_CERT].")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="FRAUDLAB_TLS_KEY", help="PEM private key [env FRAUDLAB_TLS_KEY].")
+@click.option("--token", "tokens", multiple=True, envvar="FRAUDLAB_TOKENS",
+              help="Accepted bearer token, repeatable [env FRAUDLAB_TOKENS, space-separated]; none: no auth.")
+@click.option("--rate-limit", type=click.FloatRange(min=0), default=config.RATE_LIMIT, show_default=True,
+              help="Transactions per second allowed per user_id (token bucket); 0 disables.")
+@click.option("--rate-burst", type=click.FloatRange(min=1), default=config.RATE_BURST, show_default=True,
+              help="Token-bucket depth per user_id.")
+@click.option("--dedup-window", type=click.FloatRange(min=0, min_open=True), default=config.DEDUP_WINDOW_S,
+              show_default=True, help="Seconds a published transaction_id is remembered to drop repeats.")
+@click.option("--dedup-capacity", type=click.IntRange(min=1), default=config.DEDUP_CAPACITY, show_default=True,
+              help="At most this many remembered transaction_ids (about 170 MB per million).")
+@click.option("--max-message-bytes", type=click.IntRange(min=4096), default=config.MAX_MESSAGE_BYTES,
+              show_default=True, help="Largest request or response.")
+@click.option("--ack-timeout", type=click.FloatRange(min=0, min_open=True), default=config.ACK_TIMEOUT_S,
+              show_default=True, help="Seconds to wait for Kafka's confirmation before answering UNAVAILABLE.")
+@click.option("--grace", type=click.FloatRange(min=0), default=config.SERVICE_GRACE_S, show_default=True,
+              help="Seconds in-flight calls get to finish on SIGTERM/SIGINT.")
+def serve(bootstrap: str, topic: str, partitions: int, host: str, port: int, tls_cert: Path | None,
+          tls_key: Path | None, tokens: tuple[str, ...], **limits: float) -> None:
+    """Run the gRPC ingestion service (FraudIngestion) in front of Kafka until SIGTERM/SIGINT."""
+    from fraudlab.ingest.service import ServiceSettings, run_server
+
+    settings = ServiceSettings(bootstrap=bootstrap, topic=topic, partitions=partitions, host=host, port=port,
+                               tls_cert=tls_cert, tls_key=tls_key, tokens=tokens, **limits)  # type: ignore[arg-type]
+    run_server(settings, echo=lambda line: click.echo(line, err=True))
+
+
+@click.command("health")
+@target_option()
+@click.option("--service", default="", help="Service to ask about [default: the whole server].")
+@tls_ca_option()
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Seconds to wait for the answer.")
+def health(target: str, service: str, tls_ca: Path | None, timeout: float) -> None:
+    """Ask the server's standard health service; exit 0 when it is SERVING, 1 otherwise."""
+    from fraudlab.ingest.channel import check_health
+
+    status = check_health(target, service=service, tls_ca=tls_ca, timeout=timeout)
+    click.echo(f"{target}: {status}")
+    sys.exit(0 if status == "SERVING" else 1)
+
+
+@click.command("produce")
+@target_option()
+@click.option("--rate", default="max", show_default=True, help="Transactions per second, or 'max'.")
+@click.option("--count", type=click.IntRange(min=0), default=None,
+              help="Transactions to send [default: until Ctrl-C or SIGTERM].")
+@click.option("--users", type=click.IntRange(min=1), default=config.PRODUCER_USERS, show_default=True,
+              help="Size of the user_id pool.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Saved synthesizer to sample from "
+              "[default: the pre-trained fraudlab/pretrained/gaussian_copula_20L.npz].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=config.PRODUCER_BATCH_SIZE, show_default=True,
+              help="Transactions per streamed batch at full speed.")
+@click.option("--window", type=click.IntRange(min=1), default=config.PRODUCER_WINDOW, show_default=True,
+              help="Batches in flight without an answer.")
+@click.option("--seed", type=int, default=None, help="Seed of the sampled rows and users.")
+@click.option("--token", envvar="FRAUDLAB_TOKEN", default=None, help="Bearer token [env FRAUDLAB_TOKEN].")
+@tls_ca_option()
+@click.option("--retry-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=config.PRODUCER_RETRY_TIMEOUT_S, show_default=True,
+              help="Give up after this many seconds without an acknowledgement.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def produce(rate: str, model_path: Path | None, progress: bool, **flags: object) -> None:
+    """Stream sampled transactions through the ingestion service, resending whatever was not acknowledged."""
+    import gc
+
+    from fraudlab.ingest.client import ProducerSettings, default_source, model_source
+    from fraudlab.ingest.client import produce as run_producer
+
+    settings = ProducerSettings(rate=parse_rate(rate), **flags)  # type: ignore[arg-type]
+    source = model_source(model_path) if model_path is not None else default_source()
+    gc.collect()
+    gc.freeze()  # this process only produces: keep full collections off the loaded libraries and the ack latency
+    summary = run_producer(settings, source, progress=progress, handle_signals=True)
+    click.echo(summary.describe())

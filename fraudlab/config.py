@@ -1,0 +1,123 @@
+"""Every default fraudlab ships with, written once.
+
+The library's settings classes (``BrokerSettings``, ``ServiceSettings``,
+``ProducerSettings``...) and the command line's flags take their defaults from
+here, so a port, a topic or a size limit cannot differ between the two.
+
+This module reads no environment variable: :func:`cache_root` is given the
+environment by its caller (the command line passes ``os.environ``; library code
+calls it without one and gets ``~/.cache/fraudlab``). The variables the
+command line reads are listed in the README's "Environment" table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = [
+    "ACK_TIMEOUT_S",
+    "BROKER_CONTROLLER_PORT",
+    "BROKER_HEAP",
+    "BROKER_HOST",
+    "BROKER_PORT",
+    "DEDUP_CAPACITY",
+    "DEDUP_WINDOW_S",
+    "DEMO_COUNT",
+    "FIT_OUTPUT",
+    "FIT_ROWS",
+    "FIT_SEED",
+    "KAFKA_BOOTSTRAP",
+    "KAFKA_VERSION",
+    "LOG4J_VERSION",
+    "MAX_MESSAGE_BYTES",
+    "PRODUCER_BATCH_SIZE",
+    "PRODUCER_RETRY_TIMEOUT_S",
+    "PRODUCER_USERS",
+    "PRODUCER_WINDOW",
+    "RATE_BURST",
+    "RATE_LIMIT",
+    "SAMPLE_ROWS",
+    "SCALA_VERSION",
+    "SERVICE_GRACE_S",
+    "SERVICE_HOST",
+    "SERVICE_PORT",
+    "SERVICE_TARGET",
+    "SIMULATE_ROWS",
+    "TOPIC",
+    "TOPIC_PARTITIONS",
+    "cache_root",
+]
+
+# --------------------------------------------------------------------------- Kafka (the local broker and its clients)
+
+#: Apache Kafka release resolved from Maven Central, with the Scala build and the log4j2 binding it runs with.
+KAFKA_VERSION = "4.2.0"
+SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.24.3"
+BROKER_HOST = "127.0.0.1"
+BROKER_PORT = 9092
+BROKER_CONTROLLER_PORT = 9093
+#: JVM heap of the local broker, bounded so a laptop stays usable.
+BROKER_HEAP = "512m"
+#: Where clients look for Kafka when told nothing else: the local broker.
+KAFKA_BOOTSTRAP = f"{BROKER_HOST}:{BROKER_PORT}"
+#: The topic the ingestion service publishes to.
+TOPIC = "raw_transactions"
+#: Partitions of a topic fraudlab creates.
+TOPIC_PARTITIONS = 3
+
+# --------------------------------------------------------------------------- the gRPC ingestion service
+
+SERVICE_HOST = "127.0.0.1"
+SERVICE_PORT = 50051
+SERVICE_TARGET = f"{SERVICE_HOST}:{SERVICE_PORT}"
+#: Largest gRPC request or response, on both ends of the channel.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Transactions per second allowed per user_id, and the token-bucket depth.
+RATE_LIMIT = 1000.0
+RATE_BURST = 2000.0
+#: How long, and how many, published transaction_ids are remembered to drop repeats.
+DEDUP_WINDOW_S = 300.0
+DEDUP_CAPACITY = 1_000_000
+#: Seconds to wait for Kafka's confirmation before answering UNAVAILABLE.
+ACK_TIMEOUT_S = 10.0
+#: Seconds in-flight calls get to finish on shutdown.
+SERVICE_GRACE_S = 10.0
+
+# --------------------------------------------------------------------------- the producer (gRPC client)
+
+PRODUCER_USERS = 1000
+PRODUCER_BATCH_SIZE = 1000
+PRODUCER_WINDOW = 8
+PRODUCER_RETRY_TIMEOUT_S = 120.0
+
+# --------------------------------------------------------------------------- synthetic data
+
+#: Rows ``fraudlab fit`` trains on and ``fraudlab simulate`` writes, and the fit's seed.
+FIT_ROWS = 2_000_000
+FIT_SEED = 7
+SIMULATE_ROWS = 2_000_000
+SAMPLE_ROWS = 100_000
+#: Where ``fraudlab fit`` writes without ``-o``: the current directory, never the pre-trained model's place.
+FIT_OUTPUT = "gaussian_copula.npz"
+#: Transactions ``fraudlab demo`` streams.
+DEMO_COUNT = 20_000
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The directory that holds the Kafka jars and default broker state: never a tracked folder of the repository.
+
+    Given an environment (the command line passes ``os.environ``), ``FRAUDLAB_CACHE_DIR`` wins, then
+    ``$XDG_CACHE_HOME/fraudlab``; otherwise, and without an environment, ``~/.cache/fraudlab``.
+    """
+    environ = environ or {}
+    explicit = environ.get("FRAUDLAB_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "fraudlab"

@@ -1,0 +1,112 @@
+"""Protobuf ``TransactionRequest`` messages: building them, and their bytes on Kafka.
+
+The Kafka topic carries exactly the serialized ``fraud.TransactionRequest``
+of the wire contract (``proto/fraud/v1/fraud.proto``), so any consumer with
+the schema can decode it. Records are keyed by ``user_id`` so that one user's
+transactions land in one partition, in order.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fraudlab.schema.proto.fraud_pb2 import IngestionResponse, TransactionRequest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "TRANSACTION_FIELDS",
+    "IngestionResponse",
+    "TransactionRequest",
+    "decode_transaction",
+    "encode_transaction",
+    "now_millis",
+    "transaction_from_mapping",
+    "transaction_key",
+    "transaction_to_dict",
+    "transactions_from_table",
+    "user_id_from_account",
+]
+
+TRANSACTION_FIELDS: tuple[str, ...] = tuple(f.name for f in TransactionRequest.DESCRIPTOR.fields)
+
+
+def now_millis() -> int:
+    """The current time as epoch milliseconds, the unit of ``TransactionRequest.timestamp``."""
+    return time.time_ns() // 1_000_000
+
+
+def transaction_from_mapping(values: Mapping[str, Any]) -> TransactionRequest:
+    """Build a message from a mapping (a dict or a DataFrame row) keyed by proto field names.
+
+    Keys that are not fields of the contract are ignored, so a canonical
+    table row with extra columns (``step``, ``name_orig``...) converts directly.
+    Values are coerced to the field's type (numpy scalars included).
+    """
+    kwargs: dict[str, Any] = {}
+    for field in TransactionRequest.DESCRIPTOR.fields:
+        if field.name not in values:
+            continue
+        value = values[field.name]
+        if field.type in (field.TYPE_DOUBLE, field.TYPE_FLOAT):
+            kwargs[field.name] = float(value)
+        elif field.type in (field.TYPE_INT64, field.TYPE_INT32):
+            kwargs[field.name] = int(value)
+        elif field.type == field.TYPE_BOOL:
+            kwargs[field.name] = bool(value)
+        else:
+            kwargs[field.name] = str(value)
+    return TransactionRequest(**kwargs)
+
+
+def transaction_to_dict(message: TransactionRequest) -> dict[str, Any]:
+    """Every contract field of ``message`` (defaults included), keyed by field name."""
+    return {name: getattr(message, name) for name in TRANSACTION_FIELDS}
+
+
+def transaction_key(message: TransactionRequest) -> bytes:
+    """The Kafka record key: the decimal ``user_id``, keeping a user's records in one partition."""
+    return str(message.user_id).encode()
+
+
+def encode_transaction(message: TransactionRequest) -> bytes:
+    """The Kafka record value: the message's protobuf wire bytes."""
+    return message.SerializeToString()
+
+
+def decode_transaction(payload: bytes) -> TransactionRequest:
+    """Parse a Kafka record value back into a message."""
+    message = TransactionRequest()
+    message.ParseFromString(payload)
+    return message
+
+
+def user_id_from_account(account: str) -> int:
+    """The numeric ``user_id`` of a PaySim account name (``C1231006815`` -> 1231006815)."""
+    digits = re.sub(r"\D", "", str(account))
+    if not digits:
+        raise ValueError(f"Account name {account!r} has no digits to derive a user_id from.")
+    return int(digits)
+
+
+def transactions_from_table(table: pd.DataFrame, *, timestamp: int | None = None) -> list[TransactionRequest]:
+    """Turn canonical-table rows into messages stamped with a fresh UUID and ``timestamp`` (default: now).
+
+    ``user_id`` comes from the table's ``user_id`` column when it has one,
+    otherwise from the digits of the origin account ``name_orig``.
+    """
+    stamp = now_millis() if timestamp is None else timestamp
+    messages = []
+    for row in table.to_dict("records"):
+        message = transaction_from_mapping(row)
+        message.transaction_id = str(uuid.uuid4())
+        message.timestamp = stamp
+        if "user_id" not in row:
+            message.user_id = user_id_from_account(row["name_orig"])
+        messages.append(message)
+    return messages

@@ -1,0 +1,75 @@
+"""The ingestion benchmark runs end to end at tiny sizes, so the commands docs/ingestion.md gives stay true.
+
+Only that it works and what it reports are checked here; its numbers mean
+something only at full size on a quiet machine (see docs/ingestion.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from fraudlab.schema.proto.fraud_pb2 import TransactionRequest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+ROWS = (
+    "raw confluent-kafka producer (no gRPC)",
+    "gRPC floor: empty handler, unary, concurrency 64",
+    "gRPC floor: empty handler, StreamTransactions",
+    "unary SendTransaction, concurrency 1",
+    "unary SendTransaction, concurrency 16",
+    "unary SendTransaction, concurrency 64",
+    "StreamTransactions, max rate",
+    "StreamTransactions paced at 50 % of max",
+    "raw producer paced at the same rate (broker's own tail)",
+)
+
+
+def _ingest_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_ingest", BENCHMARKS / "ingest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ghz_call_data_keeps_the_transaction_and_templates_what_must_change():
+    message = TransactionRequest(transaction_id="t-1", user_id=1234567890, amount=181.5, timestamp=1764000000000,
+                                 type="TRANSFER", old_balance_orig=181.5, is_fraud=True)
+    data = json.loads(_ingest_module().ghz_template(message))
+    assert data["transaction_id"] == "{{.UUID}}"
+    assert data["timestamp"] == "{{.TimestampUnixMilli}}"
+    assert re.fullmatch(r"\{\{randomInt \d{10} \d{10}\}\}", data["user_id"])
+    assert (data["amount"], data["type"], data["old_balance_orig"], data["is_fraud"]) == (181.5, "TRANSFER", 181.5,
+                                                                                         True)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_ingest_benchmark_reports_every_row_for_every_repeat(kafka_bootstrap):
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "ingest.py"), "--bootstrap", kafka_bootstrap, "--repeats", "2",
+         "--stream-count", "4000", "--unary-seconds", "0.5", "--paced-seconds", "0.5", "--python-client"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert "2 repeats" in out and "unary calls from a grpc.aio client" in out
+    medians = {}
+    for line in out.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0] in ROWS:
+            medians[cells[0]] = float(cells[1].replace(",", ""))
+    assert set(medians) == set(ROWS)
+    assert all(rate > 0 for rate in medians.values()), medians
+    assert re.search(r"^\| raw confluent-kafka producer \(no gRPC\) \|[^|]+\|[^|]+\| 100 % \|", out, re.M)
+    repeats = re.findall(r"^\| (\d) \| [\d,]+ \| [\d,]+ \(\d+ %\) \|", out, re.M)
+    assert repeats == ["1", "2"]

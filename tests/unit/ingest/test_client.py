@@ -1,0 +1,171 @@
+"""The producer's building blocks: ids, users, batches, sources, pacing, settings (no broker needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+
+import click
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudlab.cli.options import parse_rate as _rate
+from fraudlab.exceptions import ProducerError
+from fraudlab.ingest.client import (
+    ProducerSettings,
+    ReferenceSource,
+    build_batch,
+    model_source,
+    paced_batches,
+    run_blocking,
+    user_pool,
+    uuid4_strings,
+)
+from fraudlab.schema.table import CANONICAL_COLUMNS
+
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+@pytest.fixture(scope="module")
+def source() -> ReferenceSource:
+    return ReferenceSource()
+
+
+def test_uuid4_strings_are_valid_version_4_and_distinct():
+    ids = uuid4_strings(5000)
+    assert len(set(ids)) == 5000
+    assert all(UUID4.match(i) for i in ids)
+    assert all(uuid.UUID(i).version == 4 for i in ids[:50])
+    rng_ids = uuid4_strings(3, np.random.default_rng(1))
+    assert rng_ids == uuid4_strings(3, np.random.default_rng(1))
+
+
+def test_user_pool_holds_distinct_ten_digit_ids():
+    pool = user_pool(500, np.random.default_rng(0))
+    assert len(set(pool.tolist())) == 500
+    assert pool.min() >= 1_000_000_000 and pool.max() < 10_000_000_000
+    with pytest.raises(ProducerError, match="users 0"):
+        user_pool(0, np.random.default_rng(0))
+
+
+def test_reference_source_resamples_the_canonical_table(source):
+    rows = source(300, np.random.default_rng(4))
+    assert list(rows.columns) == list(CANONICAL_COLUMNS)
+    assert len(rows) == 300
+    pd.testing.assert_frame_equal(rows, source(300, np.random.default_rng(4)))
+
+
+def test_build_batch_keeps_every_value_and_stamps_ids_users_and_time(source):
+    rng = np.random.default_rng(5)
+    rows = source(50, rng)
+    pool = user_pool(3, rng)
+    batch = build_batch(rows, pool, rng, timestamp=1_764_000_000_000)
+    messages = list(batch.transactions)
+    assert [m.amount for m in messages] == rows["amount"].tolist()
+    assert [m.type for m in messages] == rows["type"].astype(str).tolist()
+    assert [m.new_balance_dest for m in messages] == rows["new_balance_dest"].tolist()
+    assert [m.is_fraud for m in messages] == rows["is_fraud"].tolist()
+    assert {m.user_id for m in messages} <= set(pool.tolist())
+    assert {m.timestamp for m in messages} == {1_764_000_000_000}
+    assert len({m.transaction_id for m in messages}) == 50
+
+
+def test_paced_batches_send_the_count_at_the_rate(source):
+    async def collect() -> tuple[list[int], float]:
+        started = time.monotonic()
+        sizes = [len(b.transactions) async for b in paced_batches(
+            source, count=450, rate=1500, users=10, batch_size=1000, rng=np.random.default_rng(0))]
+        return sizes, time.monotonic() - started
+
+    sizes, seconds = asyncio.run(collect())
+    assert sum(sizes) == 450
+    assert max(sizes) == 15  # 1/100 s worth at 1,500/s
+    assert seconds >= 0.25
+
+
+def test_a_source_that_breaks_the_contract_is_named(source):
+    async def first(bad_source) -> None:
+        async for _ in paced_batches(bad_source, count=5, rate=None, users=1, batch_size=5,
+                                     rng=np.random.default_rng(0)):
+            return
+
+    with pytest.raises(ProducerError, match=r"missing columns \['amount'\]"):
+        asyncio.run(first(lambda n, rng: source(n, rng).drop(columns="amount")))
+
+
+def test_settings_list_every_problem():
+    with pytest.raises(ProducerError) as raised:
+        ProducerSettings(count=-1, rate=0, users=0)
+    assert all(f in str(raised.value) for f in ("count=-1", "rate=0", "users=0"))
+
+
+def test_model_source_samples_a_loaded_model_with_seeds_from_the_rng(monkeypatch, tmp_path, source):
+    from fraudlab.generate import synth
+
+    calls = []
+
+    class FakeModel:
+        def sample(self, n, *, seed):
+            calls.append(seed)
+            return source(n, np.random.default_rng(seed))
+
+    monkeypatch.setattr(synth.TransactionSynthesizer, "load", classmethod(lambda cls, path: FakeModel()))
+    sample = model_source(tmp_path / "model.npz")
+    first = sample(10, np.random.default_rng(3))
+    pd.testing.assert_frame_equal(first, sample(10, np.random.default_rng(3)))
+    assert len(calls) == 2 and calls[0] == calls[1]
+
+
+def test_model_source_reports_a_missing_model(tmp_path):
+    from fraudlab.exceptions import FraudlabError
+
+    with pytest.raises(FraudlabError, match="manifest"):
+        model_source(tmp_path / "absent.npz")
+
+
+def test_rate_flag_accepts_numbers_and_max():
+    assert _rate("max") is None and _rate("MAX") is None
+    assert _rate("250") == 250.0
+    for bad in ("0", "-3", "fast"):
+        with pytest.raises(click.BadParameter):
+            _rate(bad)
+
+
+def test_run_blocking_works_inside_a_running_event_loop():
+    async def inner() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    async def outer() -> int:
+        return run_blocking(inner)
+
+    assert asyncio.run(outer()) == 42
+
+
+def test_latency_percentiles_come_from_a_fixed_size_histogram():
+    from fraudlab.ingest.client import _Tally
+
+    tally = _Tally()
+    for millis in range(1, 101):
+        tally.record_latency(millis / 1000, transactions=10)
+    assert tally.percentile_ms(50) == pytest.approx(50, rel=0.02)
+    assert tally.percentile_ms(99) == pytest.approx(99, rel=0.02)
+    assert _Tally().summary(1.0).p99_ms == 0.0
+
+
+def test_ack_timeline_counts_per_second(monkeypatch):
+    from fraudlab.ingest import client as producer
+    from fraudlab.schema.messages import TransactionRequest
+
+    clock = iter([100.0, 100.2, 100.9, 101.5, 103.1])
+    monkeypatch.setattr(producer.time, "monotonic", lambda: next(clock))
+    timeline = producer.AckTimeline()
+    for size in (3, 2, 4, 1):
+        timeline([TransactionRequest()] * size)
+    assert timeline.acknowledged == 10
+    assert timeline.throughput(1.0).to_dict("list") == {
+        "seconds": [0.0, 1.0, 2.0, 3.0], "transactions_per_second": [5.0, 4.0, 0.0, 1.0]}
+    assert timeline.throughput(0.5)["transactions_per_second"].tolist() == [6.0, 4.0, 0.0, 8.0, 0.0, 0.0, 2.0]

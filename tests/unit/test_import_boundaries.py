@@ -1,0 +1,78 @@
+"""Layers point down, and heavy dependencies stay where they are used: checked in a fresh interpreter per import.
+
+Each case imports one fraudlab module in a new Python process and lists what
+ended up in ``sys.modules``. A stage that must run without gRPC, a Kafka
+client, MLflow or PyFlink (and without the stages above it) fails here the day
+someone adds such an import, even an indirect one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+#: Heavy or stage-specific third-party packages: what the lower layers must not load.
+GRPC = ("grpc", "grpc_health", "grpc_reflection", "grpc_tools")
+KAFKA = ("confluent_kafka",)
+LATER_STAGES = ("mlflow", "pyflink", "onnxruntime", "redis")
+NOTEBOOK = ("papermill", "ipykernel", "nbformat")  # not IPython: seaborn loads it when it is installed
+SERVICES = (*GRPC, *KAFKA, *LATER_STAGES, *NOTEBOOK)
+
+#: module imported -> (third-party packages it must not load, fraudlab modules it must not load)
+FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "fraudlab": (SERVICES, ("fraudlab.data", "fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest",
+                            "fraudlab.kafka", "fraudlab.infra", "fraudlab.cli")),
+    "fraudlab.config": (SERVICES, ("fraudlab.schema",)),
+    "fraudlab.exceptions": (SERVICES, ("fraudlab.schema",)),
+    "fraudlab.schema": (SERVICES, ("fraudlab.data", "fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest",
+                                   "fraudlab.kafka", "fraudlab.infra")),
+    "fraudlab.data": (SERVICES, ("fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.generate": (SERVICES, ("fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.generate.baseline": (SERVICES, ("fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.evaluate": (SERVICES, ("fraudlab.generate", "fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.evaluate.plots": (SERVICES, ("fraudlab.generate", "fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.evaluate.report": (SERVICES, ("fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.evaluate.simulator": (SERVICES, ("fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.kafka": ((*GRPC, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest", "fraudlab.generate")),
+    "fraudlab.ingest.client": ((*KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.service", "fraudlab.kafka")),
+    "fraudlab.ingest.service": ((*LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.client", "fraudlab.generate")),
+    "fraudlab.infra": (SERVICES, ("fraudlab.schema", "fraudlab.kafka", "fraudlab.ingest")),
+    "fraudlab.notebook": (SERVICES, ("fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.cli": ((*GRPC, *KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest", "fraudlab.kafka",
+                                                               "fraudlab.generate", "fraudlab.evaluate")),
+}
+
+_PROBE = "import importlib, json, sys; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
+
+
+def _loaded_by(module: str) -> set[str]:
+    completed = subprocess.run([sys.executable, "-c", _PROBE, module], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, f"importing {module} failed:\n{completed.stderr}"
+    return set(json.loads(completed.stdout))
+
+
+def _under(loaded: set[str], packages: tuple[str, ...]) -> list[str]:
+    return sorted(name for name in loaded if any(name == p or name.startswith(f"{p}.") for p in packages))
+
+
+@pytest.mark.parametrize("module", sorted(FORBIDDEN))
+def test_importing_a_module_loads_nothing_it_must_not(module):
+    """A fresh interpreter that imports ``module`` has none of its forbidden packages or stages in sys.modules."""
+    # Setup
+    third_party, stages = FORBIDDEN[module]
+
+    # Run
+    loaded = _loaded_by(module)
+
+    # Assert
+    assert not _under(loaded, third_party), f"import {module} loads {_under(loaded, third_party)}"
+    assert not _under(loaded, stages), f"import {module} loads {_under(loaded, stages)}"
+
+
+def test_the_probe_sees_a_forbidden_import():
+    """The check itself works: importing the gRPC service does load grpc and the Kafka client."""
+    loaded = _loaded_by("fraudlab.ingest.service")
+    assert _under(loaded, GRPC) and _under(loaded, KAFKA)
