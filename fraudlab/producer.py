@@ -4,7 +4,7 @@ Rows come from a *source*: any callable ``source(n, rng) -> DataFrame`` that
 returns ``n`` rows of the canonical transaction table (``fraudlab.data``).
 :func:`model_source` wraps a saved ``fraudlab.synth`` model; the default,
 :func:`default_source`, is the pre-trained 20-lakh model
-(``models/gaussian_copula_20L.npz``). :class:`ReferenceSource` resamples the
+(``fraudlab/pretrained/gaussian_copula_20L.npz``). :class:`ReferenceSource` resamples the
 bundled real PaySim rows instead. Each row
 becomes a ``TransactionRequest`` with a fresh UUID ``transaction_id``, a
 ``user_id`` drawn from a pool of ``users`` ids, and the current time.
