@@ -628,6 +628,11 @@ class LocalBroker:
     def bootstrap(self) -> str:
         return self.settings.bootstrap
 
+    @property
+    def started_here(self) -> bool:
+        """True while this handle owns a broker it started (and will stop); False when it reused a running one."""
+        return self._started_here
+
     def start(self) -> str:
         status = start_broker(self.settings, die_with_caller=True)
         self._started_here = not status.reused

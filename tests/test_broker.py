@@ -176,8 +176,10 @@ def test_local_broker_reuses_a_running_one_and_leaves_it_running(kafka_bootstrap
     """A second handle on the session broker must not stop it on exit."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         pytest.skip("the session broker is external, not started by the launcher")
-    with LocalBroker(local_broker_settings) as bootstrap:
+    handle = LocalBroker(local_broker_settings)
+    with handle as bootstrap:
         assert bootstrap == kafka_bootstrap
+        assert handle.started_here is False
     assert broker_status(local_broker_settings).running
 
 
