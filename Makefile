@@ -53,10 +53,12 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 test: jars lint $(KERNEL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests $(NOTEBOOKS) --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-# Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see).
+# Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see), stored in
+# the form JupyterLab saves, so opening a notebook does not modify it.
 notebooks: jars $(KERNEL)
 	cd notebooks && for nb in $(notdir $(NOTEBOOKS)); do \
 		../$(BIN)/papermill --cwd . --kernel fraudlab "$$nb" "$$nb" || exit 1; done
+	$(BIN)/python -m fraudlab.notebook normalize $(NOTEBOOKS)
 
 proto: install
 	$(BIN)/python -m fraudlab.protogen
