@@ -5,8 +5,6 @@ WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY fraudlab ./fraudlab
 COPY proto ./proto
-COPY models ./models
-# Editable, so fraudlab.synth.DEFAULT_MODEL (models/ beside the package) is the pre-trained model copied above.
 RUN pip install --no-cache-dir -c constraints.txt -e .
 
 ENV KAFKA_BROKER=kafka:19092

@@ -16,7 +16,7 @@ help:
 	@echo "make test     lint + full test suite (starts its own broker)"
 	@echo "make lab      JupyterLab with the registered 'fraudlab' kernel"
 	@echo "make notebooks  re-execute the notebooks and keep their outputs"
-	@echo "make proto    regenerate fraudlab/proto from proto/fraud/v1"
+	@echo "make proto    regenerate fraudlab/schema/proto from proto/fraud/v1"
 	@echo "make lock     refresh constraints.txt from the current venv"
 
 KERNEL := $(VENV)/share/jupyter/kernels/fraudlab/kernel.json
@@ -53,13 +53,15 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 test: jars lint $(KERNEL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests $(NOTEBOOKS) --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-# Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see).
+# Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see), stored in
+# the form JupyterLab saves, so opening a notebook does not modify it.
 notebooks: jars $(KERNEL)
 	cd notebooks && for nb in $(notdir $(NOTEBOOKS)); do \
 		../$(BIN)/papermill --cwd . --kernel fraudlab "$$nb" "$$nb" || exit 1; done
+	$(BIN)/python -m fraudlab.notebook normalize $(NOTEBOOKS)
 
 proto: install
-	$(BIN)/python -m fraudlab.protogen
+	$(BIN)/python -m fraudlab.schema.protogen
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^fraudlab' > constraints.txt

@@ -57,7 +57,8 @@ from google.protobuf.json_format import MessageToDict
 
 from fraudlab.config import cache_root
 from fraudlab.exceptions import FraudlabError
-from fraudlab.infra.broker import BrokerSettings, LocalBroker, free_port
+from fraudlab.infra.broker import BrokerSettings, LocalBroker
+from fraudlab.infra.process import free_port
 from fraudlab.ingest.channel import check_health, open_channel
 from fraudlab.ingest.client import ReferenceSource, build_batch, stream_batches, user_pool
 from fraudlab.kafka.admin import ensure_topic

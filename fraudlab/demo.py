@@ -69,15 +69,20 @@ def run_demo(
     Raises:
         ReadBackMismatchError: Kafka did not hold each acknowledged transaction exactly once.
     """
-    broker = contextlib.nullcontext(bootstrap) if bootstrap else LocalBroker(settings)
+    local = None if bootstrap else LocalBroker(settings)
     acknowledged: list[str] = []
 
     def remember(messages: list[TransactionRequest]) -> None:
         acknowledged.extend(m.transaction_id for m in messages)
 
-    with broker as servers:
+    if local is not None:
+        echo(f"Starting the local Kafka broker at {local.bootstrap} (reused if it is already running)...")
+    with local or contextlib.nullcontext(bootstrap) as servers:
+        if local is not None:
+            echo(f"Kafka broker at {servers}: {'started' if local.started_here else 'already running, reused'}")
         ensure_topic(servers, topic)
         start = end_offsets(servers, topic)
+        echo("Starting the ingestion service and loading the synthesizer...")
         with IngestionServer(ServiceSettings(bootstrap=servers, topic=topic, port=0)) as target:
             echo(f"Kafka at {servers}, topic {topic!r}; ingestion service at {target}")
             summary = produce(ProducerSettings(target=target, count=count, rate=rate, users=users), source,

@@ -3,21 +3,40 @@
 A notebook calls :func:`record` for each figure of merit it wants checked
 (rows fitted, quality score, transactions consumed...). The value travels
 inside the cell output under a private MIME type, so an executed notebook
-(papermill's output file) carries its own results: ``tests/test_notebooks.py``
+(papermill's output file) carries its own results: ``tests/integration/test_notebooks.py``
 reads them with :func:`read_results` and asserts on real numbers, with no
 side files to clean up.
+
+Committed notebooks are kept in the form JupyterLab saves
+(:func:`canonical_notebook_text`), so merely opening one does not mark it
+modified; ``python -m fraudlab.notebook normalize FILE...`` puts papermill's
+output in that form.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraudlab.exceptions import InvalidParameterError
 from fraudlab.plain import to_plain
 
-__all__ = ["RESULT_MIME_TYPE", "peak_memory_gb", "read_results", "record"]
+if TYPE_CHECKING:
+    import pandas as pd
+    from nbformat import NotebookNode
+
+__all__ = [
+    "RESULT_MIME_TYPE",
+    "canonical_notebook_text",
+    "main",
+    "peak_memory_gb",
+    "read_results",
+    "record",
+    "values_table",
+]
 
 RESULT_MIME_TYPE = "application/vnd.fraudlab.result+json"
 
@@ -56,3 +75,60 @@ def read_results(path: str | Path) -> dict[str, Any]:
     if not results:
         raise InvalidParameterError(f"{path} holds no recorded results: was it executed, and does it call record()?")
     return results
+
+
+def values_table(values: Mapping[str, Any], name: str = "value") -> pd.DataFrame:
+    """``values`` as a one-column table in which whole numbers stay whole numbers.
+
+    A Series of ints and floats together is upcast to float, so counts would
+    print as ``24,532.0000`` under the notebooks' float format; object dtype
+    formats each value by its own type.
+    """
+    import pandas as pd
+
+    return pd.Series(dict(values), name=name, dtype=object).to_frame()
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """``value`` (parsed JSON) with every whole-number float as an int, as a JavaScript JSON round trip leaves it."""
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def canonical_notebook_text(notebook: str | Path | NotebookNode) -> str:
+    """The text JupyterLab saves for ``notebook``: what a committed notebook should hold.
+
+    JupyterLab parses a notebook in the browser, where JSON numbers are
+    JavaScript numbers (``1.0`` comes back as ``1``), and the server writes
+    it with ``nbformat.write`` (indent 1, sorted keys, a trailing newline).
+    Papermill writes Python floats and no trailing newline, so a notebook it
+    executed would be rewritten by the first autosave after merely opening it.
+    """
+    import nbformat
+
+    if isinstance(notebook, str | Path):
+        notebook = nbformat.read(str(notebook), as_version=4)
+    return nbformat.writes(nbformat.from_dict(_integral_floats_as_ints(notebook))) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m fraudlab.notebook normalize FILE...``: rewrite notebooks in canonical form, in place."""
+    parser = argparse.ArgumentParser(prog="python -m fraudlab.notebook", description="Notebook maintenance.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    normalize = commands.add_parser("normalize", help="rewrite notebooks as JupyterLab would save them")
+    normalize.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    arguments = parser.parse_args(argv)
+    for path in arguments.files:
+        text = canonical_notebook_text(path)
+        if path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            print(f"normalized {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudlab.infra.broker import BrokerSettings, LocalBroker, free_port
+from fraudlab.infra.broker import BrokerSettings, LocalBroker
+from fraudlab.infra.process import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -49,18 +49,17 @@ class _ProgressSafeHandler(logging.Handler):
 
 
 def _configure_logging(debug: bool) -> None:
-    """fraudlab's warnings on stderr; librdkafka's routine chatter only from ERROR up unless debugging.
-
-    On a fresh broker librdkafka reports normal start-up states (coordinator
-    load in progress, leader not yet elected) as warnings and retries them itself.
-    """
+    """fraudlab's warnings on stderr (librdkafka's from ERROR up, see ``fraudlab.kafka``); everything with --debug."""
     handler = _ProgressSafeHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     package = logging.getLogger("fraudlab")
     package.handlers[:] = [handler]
     package.propagate = False
     package.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logging.getLogger("fraudlab.librdkafka").setLevel(logging.DEBUG if debug else logging.ERROR)
+    if debug:
+        from fraudlab.kafka.connection import LIBRDKAFKA_LOGGER
+
+        LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG)
 
 
 for _command in (broker, demo, fit, sample, serve, health, produce, consume, evaluate_command, simulate_command):

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,10 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-#: The pre-trained 20-lakh model committed with the repository (see models/README.md).
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "gaussian_copula_20L.npz"
+#: The pre-trained 20-lakh model, package data of ``fraudlab.pretrained`` (see models/README.md). Found through
+#: importlib.resources so an installed wheel has it too; on any file-system install it is a real file, its
+#: manifest beside it.
+DEFAULT_MODEL = Path(str(files("fraudlab.pretrained") / "gaussian_copula_20L.npz"))
 ARTEFACT_KIND = "fraudlab.TransactionSynthesizer"
 #: PaySim caps a single transfer at 10 million; a fraud on a larger account moves exactly this much.
 MAX_TRANSFER = 10_000_000.0

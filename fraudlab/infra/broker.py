@@ -18,48 +18,34 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import fcntl
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraudlab import config
-from fraudlab.config import KAFKA_VERSION, LOG4J_VERSION, SCALA_VERSION, cache_root
-from fraudlab.exceptions import BrokerError, MissingToolError
+from fraudlab.config import LOG4J_VERSION, SCALA_VERSION, cache_root
+from fraudlab.exceptions import BrokerError
+from fraudlab.infra.maven import copy_dependencies, require_java, require_maven
+from fraudlab.infra.process import die_with_caller_prefix, exclusive_lock, log_tail, port_in_use, reap
 
 __all__ = [
     "BrokerSettings",
     "BrokerStatus",
     "LocalBroker",
     "broker_status",
-    "free_port",
-    "require_java",
-    "require_maven",
     "resolve_jars",
     "start_broker",
     "stop_broker",
 ]
 
-MIN_JAVA_MAJOR = 17
-
 _JARS_COMPLETE_MARKER = ".complete"
-_INSTALL_JAVA_HINT = (
-    "install a Java 17+ runtime (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`; "
-    "conda: `conda install -c conda-forge openjdk=17`) or point JAVA_HOME at one"
-)
-_INSTALL_MAVEN_HINT = (
-    "install Apache Maven (Debian/Ubuntu: `apt-get install maven`; "
-    "conda: `conda install -c conda-forge maven`)"
-)
 
 
 #: The garbage-collector settings Kafka's own start scripts use (KAFKA_JVM_PERFORMANCE_OPTS): short G1 pauses
@@ -158,53 +144,6 @@ class BrokerStatus:
         return f"Kafka broker at {self.bootstrap}: {how} (pid {self.pid}, log {self.log_file})"
 
 
-# --------------------------------------------------------------------------- tools
-
-
-def _java_executable(java_home: Path | None = None) -> str | None:
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return shutil.which("java")
-
-
-def parse_java_major(version_output: str) -> int | None:
-    """Read the major version from ``java -version`` output ("1.8.0_x" counts as 8)."""
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
-    if not match:
-        return None
-    major = int(match.group(1))
-    if major == 1 and match.group(2):
-        return int(match.group(2))
-    return major
-
-
-def require_java(java_home: Path | None = None) -> str:
-    """Return the path of a Java 17+ runtime (``java_home``'s, else the one on PATH), or say what to install."""
-    java = _java_executable(java_home)
-    if java is None:
-        raise MissingToolError(f"`java` was not found on PATH; the Kafka broker needs it: {_INSTALL_JAVA_HINT}.")
-    completed = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
-    major = parse_java_major(completed.stderr + completed.stdout)
-    if major is None or major < MIN_JAVA_MAJOR:
-        raise MissingToolError(
-            f"`{java}` is Java {major if major is not None else 'of unknown version'}; "
-            f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA_MAJOR}+: {_INSTALL_JAVA_HINT}."
-        )
-    return java
-
-
-def require_maven() -> str:
-    """Return the path of ``mvn``, or say exactly what to install."""
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise MissingToolError(
-            f"`mvn` was not found on PATH; it resolves the Kafka jars from Maven Central once: {_INSTALL_MAVEN_HINT}."
-        )
-    return mvn
-
-
 # --------------------------------------------------------------------------- jars
 
 
@@ -232,18 +171,6 @@ def _resolution_pom(kafka_version: str) -> str:
 """
 
 
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """Serialise jar resolution between processes (two test runs, a notebook and a shell)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def resolve_jars(settings: BrokerSettings | None = None, *, announce: bool = True) -> Path:
     """Return the directory of broker jars, resolving them with Maven the first time.
 
@@ -254,7 +181,7 @@ def resolve_jars(settings: BrokerSettings | None = None, *, announce: bool = Tru
     libs = settings.jars_dir / "libs"
     if (libs / _JARS_COMPLETE_MARKER).is_file():
         return libs
-    with _exclusive_lock(settings.jars_dir.with_name(settings.jars_dir.name + ".lock")):
+    with exclusive_lock(settings.jars_dir.with_name(settings.jars_dir.name + ".lock")):
         if (libs / _JARS_COMPLETE_MARKER).is_file():
             return libs
         require_java(settings.java_home)
@@ -270,11 +197,7 @@ def resolve_jars(settings: BrokerSettings | None = None, *, announce: bool = Tru
                 f"{settings.jars_dir} (once; later runs reuse them)...",
                 flush=True,
             )
-        completed = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-             f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
-            capture_output=True, text=True, check=False,
-        )
+        completed = copy_dependencies(mvn, pom, staging)
         jars = sorted(p.name for p in staging.glob("*.jar")) if staging.is_dir() else []
         if completed.returncode != 0 or not any(j.startswith(f"kafka_{SCALA_VERSION}-") for j in jars):
             tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
@@ -407,24 +330,6 @@ def _is_our_broker(pid: int, settings: BrokerSettings) -> bool:
     return state not in ("Z", "X") and "kafka.Kafka" in cmdline and str(settings.state) in cmdline
 
 
-def free_port(host: str = config.BROKER_HOST) -> int:
-    """A TCP port that is free right now, for brokers and servers that tests and notebooks start."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something already listens on ``host:port`` (or it cannot be bound)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
 def _answers_admin_requests(bootstrap: str, timeout: float) -> bool:
     """True once an AdminClient can list topics: the broker's definition of ready."""
     from confluent_kafka import KafkaException
@@ -441,12 +346,6 @@ def _answers_admin_requests(bootstrap: str, timeout: float) -> bool:
     except KafkaException:
         return False
     return True
-
-
-def _log_tail(path: Path, lines: int = 20) -> str:
-    if not path.is_file():
-        return "(no log written)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def broker_status(settings: BrokerSettings | None = None) -> BrokerStatus:
@@ -497,7 +396,7 @@ def start_broker(
     (settings.state / "log4j2.xml").write_text(_log4j2_config(settings))
     _prepare_storage(settings, java, classpath)
     command = [
-        *(_tied_to_caller() if die_with_caller else ()),
+        *(die_with_caller_prefix() if die_with_caller else ()),
         java, f"-Xmx{settings.heap}", f"-Xms{settings.heap}", *_JVM_PERFORMANCE_OPTIONS, "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={settings.state / 'log4j2.xml'}",
         f"-Dkafka.logs.dir={settings.state / 'logs'}",
@@ -515,23 +414,6 @@ def start_broker(
     )
 
 
-def _tied_to_caller() -> list[str]:
-    """A command prefix asking Linux to SIGTERM the broker when its starter dies, even by SIGKILL.
-
-    atexit handlers do not run when a process is killed by a signal (a
-    benchmark stopped with ``kill``, a kernel killed by Jupyter), which would
-    leave an orphaned JVM holding the ports. ``setpriv --pdeathsig`` (util-linux)
-    sets the parent-death signal and then runs the JVM in its place. The kernel
-    sends it when the starting *thread* ends, so the prefix is used only from
-    the main thread, which lives as long as the process; elsewhere (another
-    thread, macOS, no setpriv) the atexit handler is the only guard.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or threading.current_thread() is not threading.main_thread():
-        return []
-    return [setpriv, "--pdeathsig", "TERM", "--"]
-
-
 def _wait_until_ready(
     settings: BrokerSettings, pid: int | None, process: subprocess.Popen[bytes] | None, timeout: float
 ) -> None:
@@ -541,7 +423,7 @@ def _wait_until_ready(
             settings.pid_file.unlink(missing_ok=True)
             raise BrokerError(
                 f"The Kafka broker exited with code {process.returncode} during start-up. "
-                f"Last lines of {settings.log_file}:\n{_log_tail(settings.log_file)}"
+                f"Last lines of {settings.log_file}:\n{log_tail(settings.log_file)}"
             )
         if _answers_admin_requests(settings.bootstrap, timeout=2.0):
             return
@@ -549,7 +431,7 @@ def _wait_until_ready(
     stop_broker(settings)
     raise BrokerError(
         f"The Kafka broker (pid {pid}) was not ready at {settings.bootstrap} after {timeout:.0f} s and was stopped. "
-        f"Last lines of {settings.log_file}:\n{_log_tail(settings.log_file)}"
+        f"Last lines of {settings.log_file}:\n{log_tail(settings.log_file)}"
     )
 
 
@@ -574,21 +456,15 @@ def _terminate(pid: int, settings: BrokerSettings, timeout: float) -> None:
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _reap(pid)
+        reap(pid)
         if not _is_our_broker(pid, settings):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     while _is_our_broker(pid, settings):
-        _reap(pid)
+        reap(pid)
         time.sleep(0.05)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the broker is our own child, so it leaves no zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 class LocalBroker:
@@ -611,6 +487,11 @@ class LocalBroker:
     @property
     def bootstrap(self) -> str:
         return self.settings.bootstrap
+
+    @property
+    def started_here(self) -> bool:
+        """True while this handle owns a broker it started (and will stop); False when it reused a running one."""
+        return self._started_here
 
     def start(self) -> str:
         status = start_broker(self.settings, die_with_caller=True)

@@ -4,7 +4,7 @@ Rows come from a *source*: any callable ``source(n, rng) -> DataFrame`` that
 returns ``n`` rows of the canonical transaction table (``fraudlab.data.readers``).
 :func:`model_source` wraps a saved ``fraudlab.generate.synth`` model; the default,
 :func:`default_source`, is the pre-trained 20-lakh model
-(``models/gaussian_copula_20L.npz``). :class:`ReferenceSource` resamples the
+(``fraudlab/pretrained/gaussian_copula_20L.npz``). :class:`ReferenceSource` resamples the
 bundled real PaySim rows instead. Each row
 becomes a ``TransactionRequest`` with a fresh UUID ``transaction_id``, a
 ``user_id`` drawn from a pool of ``users`` ids, and the current time.
@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from fraudlab import config
 from fraudlab.exceptions import ProducerError
 from fraudlab.ingest.channel import auth_metadata, open_channel
-from fraudlab.schema.messages import now_millis
+from fraudlab.schema.messages import now_millis, transactions_batch
 from fraudlab.schema.proto import fraud_pb2_grpc
 from fraudlab.schema.proto.fraud_pb2 import BatchResponse, TransactionBatch, TransactionRequest
 
@@ -178,19 +178,7 @@ def build_batch(
     stamp = now_millis() if timestamp is None else timestamp
     ids = uuid4_strings(count)
     user_ids = users[rng.integers(0, len(users), size=count)].tolist()
-    columns = [rows[name].tolist() for name in (
-        "amount", "old_balance_orig", "new_balance_orig", "old_balance_dest", "new_balance_dest")]
-    types = rows["type"].astype(str).tolist()
-    frauds = rows["is_fraud"].astype(bool).tolist()
-    overdrafts = rows["is_unauthorized_overdraft"].astype(float).tolist() \
-        if "is_unauthorized_overdraft" in rows else [0.0] * count
-    batch = TransactionBatch()
-    add = batch.transactions.add
-    for i, (amount, old_orig, new_orig, old_dest, new_dest) in enumerate(zip(*columns, strict=True)):
-        add(transaction_id=ids[i], user_id=user_ids[i], amount=amount, timestamp=stamp, is_fraud=frauds[i],
-            type=types[i], old_balance_orig=old_orig, new_balance_orig=new_orig, old_balance_dest=old_dest,
-            new_balance_dest=new_dest, is_unauthorized_overdraft=overdrafts[i])
-    return batch
+    return transactions_batch(rows, transaction_ids=ids, user_ids=user_ids, timestamp=stamp)
 
 
 async def paced_batches(

@@ -27,9 +27,12 @@ PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "linger.ms": 5,
 }
 
-# librdkafka's own log lines go to Python logging under this name (the CLI shows them at ERROR unless --debug);
-# without a logger they are printed straight to stderr, through any progress bar.
+# librdkafka's own log lines go to Python logging under this name; without a logger they are printed straight to
+# stderr, through any progress bar or notebook cell. On a fresh broker it reports routine start-up states
+# (coordinator load in progress, leader not yet elected) as warnings and retries them itself, so only errors are
+# shown unless a caller lowers the level (the CLI does with --debug).
 LIBRDKAFKA_LOGGER = logging.getLogger("fraudlab.librdkafka")
+LIBRDKAFKA_LOGGER.setLevel(logging.ERROR)
 
 # Answers a broker gives while a topic is still being created or a partition's leader is being elected (a fresh
 # broker does both for a second or so after CreateTopics returned); asking again shortly after succeeds.

@@ -1,44 +1,149 @@
-"""The notebooks run with papermill at small parameters and record real, checked results.
+"""The notebooks: committed as JupyterLab saves them, clean outputs, and real results when executed.
 
-Each notebook calls ``fraudlab.notebook.record`` for its key figures; these
-tests execute it into a temporary folder and assert on what it recorded.
+Each notebook calls ``fraudlab.notebook.record`` for its key figures; the
+slow tests execute it with papermill into a temporary folder, at small
+parameters, and assert on what it recorded and on what it wrote. The fast
+tests check the committed files themselves: the kernel they name, their
+canonical form, and outputs free of warnings and of this machine's paths.
 (CI also runs the committed notebooks as they are, at their default
 parameters, with ``pytest --nbval-lax notebooks/``.)
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 
+from fraudlab.config import cache_root
 from fraudlab.exceptions import FraudlabError
 from fraudlab.generate.synth import TransactionSynthesizer
-from fraudlab.notebook import read_results
+from fraudlab.kafka.admin import end_offsets
+from fraudlab.notebook import canonical_notebook_text, main, read_results, values_table
+from fraudlab.schema.rules import rule_pass_rates
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO_ROOT / "notebooks"
+NOTEBOOK_PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
+KERNEL_NAME = "fraudlab"
 
-pytestmark = pytest.mark.slow
+#: Absolute paths that would tie a committed output to this machine (and say where it was run).
+MACHINE_PATHS = sorted({str(REPO_ROOT), str(Path.home()), str(cache_root()), "~/.cache",
+                        "/root", "/home/", "/tmp/", "/work/"})
+#: Output MIME types whose payload is base64, where any short string can turn up by chance.
+BINARY_MIME_TYPES = ("image/png", "image/jpeg", "image/gif")
 
 
 def _execute(name: str, tmp_path: Path, **parameters: object) -> dict[str, object]:
     output = tmp_path / name
     papermill.execute_notebook(
         str(NOTEBOOKS / name), str(output), parameters=parameters, cwd=str(tmp_path), progress_bar=False,
-        kernel_name="python3",
+        kernel_name=KERNEL_NAME,
     )
     return read_results(output)
 
 
-def test_every_notebook_has_one_parameters_cell():
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        notebook = nbformat.read(path, as_version=4)
-        tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
-        assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+def _integral_floats(value: Any, where: str = "") -> Iterator[str]:
+    """Where parsed JSON holds a float that is a whole number (JupyterLab would save it as an int)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _integral_floats(item, f"{where}/{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _integral_floats(item, f"{where}/{index}")
+    elif isinstance(value, float) and value.is_integer():
+        yield f"{where} = {value!r}"
 
 
+def _output_texts(notebook: nbformat.NotebookNode) -> Iterator[tuple[str, str, str]]:
+    """(where, stream name or MIME type, text) of every output and of the notebook's metadata."""
+    yield "notebook metadata", "metadata", json.dumps(notebook.metadata)
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            where = f"cell {index}"
+            if output.output_type == "stream":
+                yield where, output.name, output.text
+            elif output.output_type == "error":
+                yield where, "error", "\n".join([output.ename, output.evalue, *output.traceback])
+            else:
+                for mime, data in output.get("data", {}).items():
+                    if mime not in BINARY_MIME_TYPES:
+                        yield where, mime, data if isinstance(data, str) else json.dumps(data)
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda path: path.name)
+def test_every_notebook_names_the_registered_fraudlab_kernel(path):
+    kernelspec = nbformat.read(path, as_version=4).metadata.kernelspec
+    assert kernelspec == {"name": KERNEL_NAME, "display_name": "Python (fraudlab)", "language": "python"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda path: path.name)
+def test_every_notebook_has_one_parameters_cell(path):
+    notebook = nbformat.read(path, as_version=4)
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda path: path.name)
+def test_committed_notebooks_are_as_jupyterlab_saves_them(path):
+    """Opening a committed notebook in JupyterLab must not modify it (and autosave rewrite it)."""
+    on_disk = path.read_bytes()
+    fix = f"run `python -m fraudlab.notebook normalize {path.relative_to(REPO_ROOT)}`"
+    assert on_disk == (nbformat.writes(nbformat.read(path, as_version=4)) + "\n").encode(), fix
+    assert list(_integral_floats(json.loads(on_disk))) == [], fix
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda path: path.name)
+def test_committed_outputs_hold_no_warnings_and_no_paths_of_this_machine(path):
+    problems = []
+    for where, kind, text in _output_texts(nbformat.read(path, as_version=4)):
+        if "TqdmWarning" in text or (kind == "stderr" and "Warning" in text):
+            problems.append(f"{where}: a warning on {kind}: {text[:200]!r}")
+        problems.extend(f"{where}: the path {machine_path!r} in {kind}"
+                        for machine_path in MACHINE_PATHS if machine_path in text)
+    assert problems == []
+
+
+def test_canonical_notebook_text_writes_whole_floats_as_ints_and_ends_with_a_newline(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "record('x', 1.0)", outputs=[nbformat.v4.new_output("display_data", data={"text/plain": "x = 1.0"},
+                                                             metadata={"scale": 2.0, "share": 0.5})])])
+    text = canonical_notebook_text(notebook)
+    parsed = json.loads(text)
+    assert parsed["cells"][0]["outputs"][0]["metadata"] == {"scale": 2, "share": 0.5}
+    assert isinstance(parsed["cells"][0]["outputs"][0]["metadata"]["scale"], int)
+    assert text.endswith("}\n")
+    path = tmp_path / "n.ipynb"
+    nbformat.write(notebook, path)
+    main(["normalize", str(path)])
+    assert path.read_text(encoding="utf-8") == text
+    assert canonical_notebook_text(path) == text
+
+
+def test_values_table_prints_counts_as_whole_numbers():
+    table = values_table({"train_sample_rows": 24_532, "nonfraud_weight": 129.68712})
+    with pd.option_context("display.float_format", "{:,.4f}".format):
+        shown = table.to_string()
+    assert "24532" in shown
+    assert "24532.0" not in shown
+    assert "24,532.0000" not in shown
+    assert "129.6871" in shown
+
+
+def test_read_results_refuses_a_notebook_that_recorded_nothing(tmp_path):
+    path = tmp_path / "silent.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), path)
+    with pytest.raises(FraudlabError, match="holds no recorded results"):
+        read_results(path)
+
+
+@pytest.mark.slow
 def test_01_fits_saves_and_reloads_a_model(tmp_path):
     model_path = tmp_path / "model.npz"
     results = _execute("01_fit_gaussian_copula.ipynb", tmp_path, n_rows=50_000, seed=3, model_out=str(model_path))
@@ -46,10 +151,15 @@ def test_01_fits_saves_and_reloads_a_model(tmp_path):
     assert results["reloaded_identical"] is True
     assert results["validity_all_rules"] >= 0.999
     assert 0.0005 < results["natural_fraud_rate"] < 0.003
-    assert results["model_bytes"] == model_path.stat().st_size
-    assert len(TransactionSynthesizer.load(model_path).sample(100, seed=0)) == 100
+    model = TransactionSynthesizer.load(model_path)
+    assert TransactionSynthesizer.read_manifest(model_path)["training_data"]["rows"] == 50_000
+    assert model.natural_fraud_rate() == pytest.approx(results["natural_fraud_rate"])
+    sample = model.sample(5_000, seed=0)
+    assert len(sample) == 5_000
+    assert rule_pass_rates(sample)["all"] >= 0.999
 
 
+@pytest.mark.slow
 def test_02_scores_the_pretrained_model_above_sdvs_default(tmp_path):
     results = _execute("02_synthetic_vs_real.ipynb", tmp_path, n_samples=30_000, seed=1)
     assert results["n_samples"] == 30_000
@@ -60,13 +170,7 @@ def test_02_scores_the_pretrained_model_above_sdvs_default(tmp_path):
     assert 0.0 <= results["dcr_share_ours"] <= 0.2
 
 
-def test_read_results_refuses_a_notebook_that_recorded_nothing(tmp_path):
-    path = tmp_path / "silent.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), path)
-    with pytest.raises(FraudlabError, match="holds no recorded results"):
-        read_results(path)
-
-
+@pytest.mark.slow
 @pytest.mark.kafka
 def test_03_streams_through_grpc_into_kafka_and_reads_everything_back(tmp_path, kafka_bootstrap, topic):
     results = _execute("03_grpc_kafka_pipeline.ipynb", tmp_path, bootstrap=kafka_bootstrap, topic=topic,
@@ -74,3 +178,6 @@ def test_03_streams_through_grpc_into_kafka_and_reads_everything_back(tmp_path, 
     assert results["sent"] == results["accepted"] == results["consumed"] == results["distinct_consumed"] == 3_000
     assert results["transactions_per_second"] > 0
     assert results["server_running_after_stop"] is False
+    # A broker given to the notebook is left running, and holds exactly this run's records.
+    assert results["broker_stopped"] is False
+    assert sum(end_offsets(kafka_bootstrap, topic).values()) == 3_000

@@ -16,18 +16,9 @@ from click.testing import CliRunner
 
 from fraudlab.cli import cli
 from fraudlab.exceptions import BrokerError, MissingToolError
-from fraudlab.infra.broker import (
-    BrokerSettings,
-    LocalBroker,
-    broker_status,
-    free_port,
-    parse_java_major,
-    require_java,
-    require_maven,
-    resolve_jars,
-    start_broker,
-    stop_broker,
-)
+from fraudlab.infra.broker import BrokerSettings, LocalBroker, broker_status, resolve_jars, start_broker, stop_broker
+from fraudlab.infra.maven import parse_java_major, require_java, require_maven
+from fraudlab.infra.process import free_port
 
 
 def _fresh_settings(tmp_path: Path, **overrides) -> BrokerSettings:
@@ -176,8 +167,10 @@ def test_local_broker_reuses_a_running_one_and_leaves_it_running(kafka_bootstrap
     """A second handle on the session broker must not stop it on exit."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         pytest.skip("the session broker is external, not started by the launcher")
-    with LocalBroker(local_broker_settings) as bootstrap:
+    handle = LocalBroker(local_broker_settings)
+    with handle as bootstrap:
         assert bootstrap == kafka_bootstrap
+        assert handle.started_here is False
     assert broker_status(local_broker_settings).running
 
 

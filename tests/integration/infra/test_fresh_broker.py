@@ -16,7 +16,8 @@ from pathlib import Path
 import papermill
 import pytest
 
-from fraudlab.infra.broker import BrokerSettings, LocalBroker, free_port
+from fraudlab.infra.broker import BrokerSettings, LocalBroker
+from fraudlab.infra.process import free_port
 from fraudlab.notebook import read_results
 
 NOTEBOOK_03 = Path(__file__).resolve().parents[3] / "notebooks" / "03_grpc_kafka_pipeline.ipynb"
@@ -41,6 +42,7 @@ def test_the_demo_command_succeeds_on_a_brand_new_broker(tmp_path, round_):
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
+    assert f"Kafka broker at {settings.bootstrap}: started" in completed.stdout
     assert "read 2,000 records (2,000 distinct)" in completed.stdout
     assert "every acknowledged transaction is in Kafka exactly once" in completed.stdout
 

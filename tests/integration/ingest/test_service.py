@@ -27,7 +27,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from fraudlab.cli import cli
 from fraudlab.exceptions import FraudlabError, ProducerError, ServiceError
-from fraudlab.infra.broker import BrokerSettings, free_port, start_broker, stop_broker
+from fraudlab.infra.broker import BrokerSettings, start_broker, stop_broker
+from fraudlab.infra.process import free_port
 from fraudlab.ingest.channel import check_health
 from fraudlab.ingest.client import ProducerSettings, ProduceSummary, produce
 from fraudlab.ingest.service import SERVICE_NAME, IngestionServer, ServiceSettings, TokenBuckets, transaction_problems

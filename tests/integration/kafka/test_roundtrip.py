@@ -88,8 +88,24 @@ def test_producer_defaults_are_durable():
 
 
 def test_unreachable_broker_is_an_error_not_a_silent_success():
-    from fraudlab.infra.broker import free_port
+    from fraudlab.infra.process import free_port
 
     with pytest.raises(KafkaPublishError, match=r"confirmed 0 of 2"):
         publish_transactions(f"127.0.0.1:{free_port()}", _transactions(2), topic="nowhere", timeout=3,
                              overrides={"message.timeout.ms": 2000, "log_level": 0})
+
+
+def test_librdkafka_logs_go_through_python_logging_not_straight_to_stderr(caplog, capfd):
+    """Its lines would otherwise tear the producer's progress bar and fill notebook cells with stderr."""
+    import logging
+
+    from fraudlab.infra.process import free_port
+    from fraudlab.kafka.connection import LIBRDKAFKA_LOGGER
+
+    assert LIBRDKAFKA_LOGGER.level == logging.ERROR  # routine start-up warnings stay quiet by default
+    with caplog.at_level(logging.DEBUG, logger=LIBRDKAFKA_LOGGER.name):
+        consumer = Consumer(consumer_config(f"127.0.0.1:{free_port()}", overrides={"debug": "broker"}))
+        consumer.poll(1.0)
+        consumer.close()
+    assert any(record.name == LIBRDKAFKA_LOGGER.name for record in caplog.records)
+    assert "|rdkafka#" not in capfd.readouterr().err

@@ -51,7 +51,7 @@ def _fraudlab(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def test_an_unreachable_kafka_is_one_line_saying_what_to_do_and_exit_1():
-    from fraudlab.infra.broker import free_port
+    from fraudlab.infra.process import free_port
 
     completed = _fraudlab("demo", "--bootstrap", f"127.0.0.1:{free_port()}", "--count", "1")
     assert completed.returncode == 1
@@ -77,7 +77,7 @@ def test_bad_usage_exits_2_with_the_flag_named():
 
 
 def test_a_grpc_failure_is_one_line_and_exit_1(tmp_path):
-    from fraudlab.infra.broker import free_port
+    from fraudlab.infra.process import free_port
 
     completed = _fraudlab("produce", "--target", f"127.0.0.1:{free_port()}", "--count", "1",
                           "--retry-timeout", "1", "--no-progress")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fraudlab.data.splits import split_reference
+from fraudlab.evaluate.metrics import measure_fidelity
 from fraudlab.generate.synth import DEFAULT_MODEL, TransactionSynthesizer, load_training_data, table_fingerprint
 from fraudlab.schema.rules import rule_pass_rates
 
@@ -21,7 +23,9 @@ def test_committed_model_is_small_verified_and_usable(manifest):
     assert manifest["training_data"]["source"] == "simulator (rows=2000000, seed=7)"
     sample = model.sample(50_000, seed=0)
     assert rule_pass_rates(sample)["all"] >= 0.999
-    assert manifest["metrics"]["quality_score"] >= 0.95
+    # Scored now, not read from the manifest, so a change to sampling that hurts fidelity fails here.
+    # The sample scores 0.993 against the held-out real rows; SDV's default copula scores 0.79 (docs/synth.md).
+    assert measure_fidelity(split_reference(seed=0).test_sample, sample, seed=0).quality_score >= 0.98
 
 
 @pytest.mark.slow

@@ -1,0 +1,76 @@
+"""What every launcher of a local server shares: free ports, locks, dying with the owner, reaping, log tails."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from fraudlab import config
+
+__all__ = ["die_with_caller_prefix", "exclusive_lock", "free_port", "log_tail", "port_in_use", "reap"]
+
+
+def free_port(host: str = config.BROKER_HOST) -> int:
+    """A TCP port that is free right now, for brokers and servers that tests and notebooks start."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on ``host:port`` (or it cannot be bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive file lock on ``path``: one process at a time (two test runs, a notebook and a shell)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def die_with_caller_prefix() -> list[str]:
+    """A command prefix asking Linux to SIGTERM a server when its starter dies, even by SIGKILL.
+
+    atexit handlers do not run when a process is killed by a signal (a
+    benchmark stopped with ``kill``, a kernel killed by Jupyter), which would
+    leave an orphaned JVM holding the ports. ``setpriv --pdeathsig`` (util-linux)
+    sets the parent-death signal and then runs the JVM in its place. The kernel
+    sends it when the starting *thread* ends, so the prefix is used only from
+    the main thread, which lives as long as the process; elsewhere (another
+    thread, macOS, no setpriv) the atexit handler is the only guard.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
+
+
+def reap(pid: int) -> None:
+    """Collect the exit status when ``pid`` is our own child, so it leaves no zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` of a server's log file, for an error message."""
+    if not path.is_file():
+        return "(no log written)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
