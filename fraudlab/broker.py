@@ -590,21 +590,32 @@ def _terminate(pid: int, settings: BrokerSettings, timeout: float) -> None:
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _reap(pid)
         if not _is_our_broker(pid, settings):
-            return
+            break
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    while _is_our_broker(pid, settings):
-        _reap(pid)
-        time.sleep(0.05)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while _is_our_broker(pid, settings):
+            time.sleep(0.05)
+    # It has exited; when it was this process's child it is a zombie until its status is collected.
+    _reap(pid)
+
+
+_REAP_TIMEOUT_S = 5.0
 
 
 def _reap(pid: int) -> None:
-    """Collect the exit status when the broker is our own child, so it leaves no zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    """Collect the exit status when the broker is our own child, so it leaves no zombie.
+
+    Called once the JVM stopped counting as a broker; its exit may still be
+    in progress (the command line is gone before the process is a zombie),
+    so wait a moment for it rather than look once.
+    """
+    deadline = time.monotonic() + _REAP_TIMEOUT_S
+    with contextlib.suppress(ChildProcessError, OSError):  # not our child (or already collected): nothing to do
+        while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 class LocalBroker:
