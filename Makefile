@@ -38,7 +38,7 @@ $(KERNEL): $(STAMP)
 install: $(STAMP)
 
 jars: install
-	@echo "==> Resolving the Apache Kafka jars from Maven Central into the cache (about 120 MB, once)"
+	@echo "==> Resolving the Apache Kafka jars from Maven Central into the cache (about 45 MB, once)"
 	$(BIN)/fraudlab broker fetch
 
 demo: jars

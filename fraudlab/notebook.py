@@ -100,8 +100,44 @@ def _integral_floats_as_ints(value: Any) -> Any:
     return value
 
 
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_BAR_CELLS = 10
+
+
+def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
+    """The final text of a saved tqdm widget (HBox of prefix HTML, FloatProgress, suffix HTML), else None."""
+    import html
+
+    children = state.get(model_id, {}).get("state", {}).get("children", [])
+    models = [state.get(str(child).removeprefix("IPY_MODEL_"), {}) for child in children]
+    if [m.get("model_name") for m in models] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return None
+    prefix, bar, suffix = (m.get("state", {}) for m in models)
+    filled = round(_BAR_CELLS * bar.get("value", 0) / bar["max"]) if bar.get("max") else 0
+    text = f"{prefix.get('value', '')}|{'█' * filled}{' ' * (_BAR_CELLS - filled)}|{suffix.get('value', '')}"
+    return html.unescape(text).replace("\u2007", " ")
+
+
+def _final_progress_texts(notebook: dict[str, Any]) -> dict[str, Any]:
+    """``notebook`` with each progress widget's plain-text fallback showing where the bar ended.
+
+    The fallback is captured when the bar is first drawn (0 %), and
+    JupyterLab shows it instead of the saved widget state, so a committed
+    notebook would show every bar stuck at its start.
+    """
+    state = notebook.get("metadata", {}).get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            text = _progress_text(data[_WIDGET_VIEW].get("model_id", ""), state) if _WIDGET_VIEW in data else None
+            if text is not None:
+                data["text/plain"] = text
+    return notebook
+
+
 def canonical_notebook_text(notebook: str | Path | NotebookNode) -> str:
-    """The text JupyterLab saves for ``notebook``: what a committed notebook should hold.
+    """The text committed notebooks hold: what JupyterLab saves, with progress bars shown where they ended.
 
     JupyterLab parses a notebook in the browser, where JSON numbers are
     JavaScript numbers (``1.0`` comes back as ``1``), and the server writes
@@ -113,7 +149,8 @@ def canonical_notebook_text(notebook: str | Path | NotebookNode) -> str:
 
     if isinstance(notebook, str | Path):
         notebook = nbformat.read(str(notebook), as_version=4)
-    return nbformat.writes(nbformat.from_dict(_integral_floats_as_ints(notebook))) + "\n"
+    plain = _final_progress_texts(_integral_floats_as_ints(notebook))
+    return nbformat.writes(nbformat.from_dict(plain)) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

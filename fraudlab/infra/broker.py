@@ -456,15 +456,16 @@ def _terminate(pid: int, settings: BrokerSettings, timeout: float) -> None:
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        reap(pid)
         if not _is_our_broker(pid, settings):
-            return
+            break
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    while _is_our_broker(pid, settings):
-        reap(pid)
-        time.sleep(0.05)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while _is_our_broker(pid, settings):
+            time.sleep(0.05)
+    # It has exited; when it was this process's child it is a zombie until its status is collected.
+    reap(pid)
 
 
 class LocalBroker:

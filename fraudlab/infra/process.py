@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,10 +64,17 @@ def die_with_caller_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
-def reap(pid: int) -> None:
-    """Collect the exit status when ``pid`` is our own child, so it leaves no zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+def reap(pid: int, timeout: float = 5.0) -> None:
+    """Collect the exit status when ``pid`` is our own child, so it leaves no zombie.
+
+    Called once the server stopped counting as running; its exit may still be
+    in progress (the command line is gone before the process is a zombie),
+    so wait up to ``timeout`` seconds for it rather than look once.
+    """
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(ChildProcessError, OSError):  # not our child (or already collected): nothing to do
+        while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

@@ -181,3 +181,23 @@ def test_03_streams_through_grpc_into_kafka_and_reads_everything_back(tmp_path, 
     # A broker given to the notebook is left running, and holds exactly this run's records.
     assert results["broker_stopped"] is False
     assert sum(end_offsets(kafka_bootstrap, topic).values()) == 3_000
+
+
+def test_committed_notebooks_show_each_progress_bar_where_it_ended(tmp_path):
+    """JupyterLab draws a saved tqdm widget from its plain-text fallback, which papermill captured at 0 %."""
+    for path in NOTEBOOK_PATHS:
+        assert path.read_text(encoding="utf-8") == canonical_notebook_text(path), path.name
+    state = {
+        "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_a", "IPY_MODEL_b", "IPY_MODEL_c"]}},
+        "a": {"model_name": "HTMLModel", "state": {"value": "produce:\u2007100%"}},
+        "b": {"model_name": "FloatProgressModel", "state": {"value": 3000, "max": 3000}},
+        "c": {"model_name": "HTMLModel", "state": {"value": "\u20073.00k/3.00k\u2007[00:01&lt;00:00]"}},
+    }
+    view = nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "bar", "version_major": 2, "version_minor": 0},
+        "text/plain": "produce:   0%|          | 0.00/3.00k"})
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("produce()", outputs=[view])])
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+    saved = nbformat.reads(canonical_notebook_text(notebook), as_version=4)
+    shown = saved.cells[0].outputs[0].data["text/plain"]
+    assert shown == "produce: 100%|██████████| 3.00k/3.00k [00:01<00:00]"

@@ -138,8 +138,7 @@ def test_lifecycle_up_reuse_status_down_leaves_no_process(tmp_path):
     finally:
         assert stop_broker(settings) is True
     assert not broker_status(settings).running
-    assert not Path(f"/proc/{first.pid}").exists() or "kafka.Kafka" not in Path(
-        f"/proc/{first.pid}/cmdline").read_bytes().decode(errors="replace")
+    assert not Path(f"/proc/{first.pid}").exists()  # exited and reaped: not even a zombie is left
     assert stop_broker(settings) is False
 
 
