@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from fraudlab.config import cache_root
 from fraudlab.infra.broker import BrokerSettings, LocalBroker
 from fraudlab.infra.process import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The jar cache of every broker the suite starts: FRAUDLAB_CACHE_DIR like the `fraudlab broker fetch` that
+# `make test` runs first (the library itself reads no environment).
+CACHE_DIR = cache_root(os.environ)
 
 # Committed notebooks that start a real Kafka broker when nbval runs them as they are.
 NOTEBOOKS_NEEDING_KAFKA = frozenset({"03_grpc_kafka_pipeline.ipynb"})
@@ -41,12 +45,25 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def _new_broker_settings(state_dir: Path, **overrides: object) -> BrokerSettings:
+    return BrokerSettings(port=free_port(), controller_port=free_port(), state_dir=state_dir, cache_dir=CACHE_DIR,
+                          **overrides)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="session")
 def local_broker_settings(tmp_path_factory: pytest.TempPathFactory) -> BrokerSettings:
     """Where the session's own broker runs when no external one is given: free ports, a temporary state dir."""
-    return BrokerSettings(
-        port=free_port(), controller_port=free_port(), state_dir=tmp_path_factory.mktemp("kafka-broker")
-    )
+    return _new_broker_settings(tmp_path_factory.mktemp("kafka-broker"))
+
+
+@pytest.fixture
+def fresh_broker_settings(tmp_path: Path) -> Callable[..., BrokerSettings]:
+    """Settings of a broker nobody has started: free ports, empty state in ``tmp_path / name``, the suite's jars."""
+
+    def settings(name: str = "state", **overrides: object) -> BrokerSettings:
+        return _new_broker_settings(tmp_path / name, **overrides)
+
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -21,12 +21,6 @@ from fraudlab.infra.maven import parse_java_major, require_java, require_maven
 from fraudlab.infra.process import free_port
 
 
-def _fresh_settings(tmp_path: Path, **overrides) -> BrokerSettings:
-    return BrokerSettings(
-        port=free_port(), controller_port=free_port(), state_dir=tmp_path / "state", **overrides
-    )
-
-
 def _fake_tool(bin_dir: Path, name: str, script: str) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     tool = bin_dir / name
@@ -115,8 +109,8 @@ def test_taken_port_gives_a_clear_message(tmp_path):
 
 
 @pytest.mark.kafka
-def test_stale_data_dir_is_refused(tmp_path):
-    settings = _fresh_settings(tmp_path)
+def test_stale_data_dir_is_refused(fresh_broker_settings):
+    settings = fresh_broker_settings()
     settings.data_dir.mkdir(parents=True)
     (settings.data_dir / "meta.properties").write_text("version=1\ncluster.id=SomeoneElsesCluster\nnode.id=1\n")
     with pytest.raises(BrokerError, match=r"Stale Kafka data .*'SomeoneElsesCluster'.*--purge"):
@@ -126,8 +120,8 @@ def test_stale_data_dir_is_refused(tmp_path):
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_lifecycle_up_reuse_status_down_leaves_no_process(tmp_path):
-    settings = _fresh_settings(tmp_path)
+def test_lifecycle_up_reuse_status_down_leaves_no_process(fresh_broker_settings):
+    settings = fresh_broker_settings()
     first = start_broker(settings)
     try:
         assert first.running and not first.reused
@@ -190,17 +184,17 @@ def test_cluster_ids_never_look_like_an_option(monkeypatch):
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_a_broker_started_by_a_process_dies_with_it(tmp_path):
+def test_a_broker_started_by_a_process_dies_with_it(fresh_broker_settings):
     """A notebook kernel that exits without stopping its LocalBroker leaves no JVM behind."""
     import subprocess
     import sys
 
-    settings = _fresh_settings(tmp_path)
+    settings = fresh_broker_settings()
     script = (
         "from pathlib import Path\n"
         "from fraudlab.infra.broker import BrokerSettings, LocalBroker\n"
         f"LocalBroker(BrokerSettings(port={settings.port}, controller_port={settings.controller_port}, "
-        f"state_dir=Path({str(settings.state)!r}))).start()\n"
+        f"state_dir=Path({str(settings.state)!r}), cache_dir=Path({str(settings.cache)!r}))).start()\n"
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert completed.returncode == 0, completed.stderr
@@ -218,15 +212,16 @@ def _is_running_broker(pid: int) -> bool:
 @pytest.mark.kafka
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv (Linux)")
-def test_local_broker_dies_with_a_killed_owner(tmp_path):
+def test_local_broker_dies_with_a_killed_owner(fresh_broker_settings):
     """atexit cannot run under SIGKILL: the kernel's parent-death signal must stop the JVM instead."""
-    settings = _fresh_settings(tmp_path)
+    settings = fresh_broker_settings()
     owner = subprocess.Popen(
         [sys.executable, "-c", (
             "import sys, time; from pathlib import Path; "
             "from fraudlab.infra.broker import BrokerSettings, LocalBroker; "
             f"s = BrokerSettings(port={settings.port}, controller_port={settings.controller_port}, "
-            f"state_dir=Path({str(settings.state)!r})); LocalBroker(s).start(); print('up', flush=True); "
+            f"state_dir=Path({str(settings.state)!r}), cache_dir=Path({str(settings.cache)!r})); "
+            "LocalBroker(s).start(); print('up', flush=True); "
             "time.sleep(600)"
         )],
         stdout=subprocess.PIPE, text=True,

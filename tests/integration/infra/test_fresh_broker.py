@@ -16,8 +16,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from fraudlab.infra.broker import BrokerSettings, LocalBroker
-from fraudlab.infra.process import free_port
+from fraudlab.infra.broker import LocalBroker
 from fraudlab.notebook import read_results
 
 NOTEBOOK_03 = Path(__file__).resolve().parents[3] / "notebooks" / "03_grpc_kafka_pipeline.ipynb"
@@ -26,14 +25,10 @@ ROUNDS = 3
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def _fresh_settings(state_dir: Path) -> BrokerSettings:
-    return BrokerSettings(port=free_port(), controller_port=free_port(), state_dir=state_dir)
-
-
 @pytest.mark.parametrize("round_", range(ROUNDS))
-def test_the_demo_command_succeeds_on_a_brand_new_broker(tmp_path, round_):
+def test_the_demo_command_succeeds_on_a_brand_new_broker(tmp_path, fresh_broker_settings, round_):
     """The CLI as `make demo` runs it: it starts the broker itself, in empty state, and creates the topic."""
-    settings = _fresh_settings(tmp_path / "broker")
+    settings = fresh_broker_settings("broker")
     completed = subprocess.run(
         [sys.executable, "-m", "fraudlab", "demo", "--port", str(settings.port),
          "--controller-port", str(settings.controller_port), "--state-dir", str(settings.state_dir),
@@ -48,8 +43,8 @@ def test_the_demo_command_succeeds_on_a_brand_new_broker(tmp_path, round_):
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
-def test_notebook_03_runs_top_to_bottom_on_a_brand_new_broker(tmp_path, round_):
-    with LocalBroker(_fresh_settings(tmp_path / "broker"), purge_on_exit=True) as bootstrap:
+def test_notebook_03_runs_top_to_bottom_on_a_brand_new_broker(tmp_path, fresh_broker_settings, round_):
+    with LocalBroker(fresh_broker_settings("broker"), purge_on_exit=True) as bootstrap:
         output = tmp_path / NOTEBOOK_03.name
         papermill.execute_notebook(
             str(NOTEBOOK_03), str(output), cwd=str(tmp_path), progress_bar=False, kernel_name="fraudlab",

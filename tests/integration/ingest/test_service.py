@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from fraudlab.cli import cli
 from fraudlab.exceptions import FraudlabError, ProducerError, ServiceError
-from fraudlab.infra.broker import BrokerSettings, start_broker, stop_broker
+from fraudlab.infra.broker import start_broker, stop_broker
 from fraudlab.infra.process import free_port
 from fraudlab.ingest.channel import check_health
 from fraudlab.ingest.client import ProducerSettings, ProduceSummary, produce
@@ -387,10 +387,10 @@ def _produce_in_background(settings: ProducerSettings, acknowledged: set[str]) -
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_broker_outage_mid_stream_gives_unavailable_then_resumes_without_loss_or_duplicates(tmp_path):
+def test_broker_outage_mid_stream_gives_unavailable_then_resumes_without_loss_or_duplicates(fresh_broker_settings):
     """Stop the broker under a running stream: clients get UNAVAILABLE, the producer waits, nothing is lost."""
     # Setup: a broker of our own, stopped and restarted on the same state dir so its data persists
-    broker = BrokerSettings(port=free_port(), controller_port=free_port(), state_dir=tmp_path / "broker")
+    broker = fresh_broker_settings("broker")
     start_broker(broker)
     topic = "outage"
     acknowledged: set[str] = set()
