@@ -32,7 +32,9 @@ def ensure_topic(
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOGGER})
     deadline = time.monotonic() + timeout
     created = False
-    if topic not in _list_topics(admin, bootstrap, timeout).topics:
+    listed = retry_transient(lambda: admin.list_topics(timeout=timeout), what="a metadata request",
+                             bootstrap=bootstrap, timeout=timeout)
+    if topic not in listed.topics:
         future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
         try:
             future.result(timeout=timeout)
@@ -44,31 +46,31 @@ def ensure_topic(
     return created
 
 
-def _list_topics(client: AdminClient | Consumer, bootstrap: str, timeout: float, topic: str | None = None) -> Any:
-    """Cluster metadata (of one ``topic``, or all), asking again while the broker answers transiently."""
-    return retry_transient(lambda: client.list_topics(topic, timeout=timeout), what="a metadata request",
-                            bootstrap=bootstrap, timeout=timeout)
+def _topic_metadata(client: AdminClient | Consumer, topic: str, timeout: float) -> Any:
+    """The metadata of ``topic``, raising its error (a topic not yet known counts as one) for retry_transient."""
+    metadata = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None:
+        raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    if metadata.error is not None:
+        raise KafkaException(metadata.error)
+    return metadata
 
 
 def _wait_for_leaders(admin: AdminClient, bootstrap: str, topic: str, timeout: float) -> None:
     """Block until every partition of ``topic`` reports a leader and no error."""
 
     def leaders_elected() -> None:
-        metadata = admin.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None:
-            raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
-        if metadata.error is not None:
-            raise KafkaException(metadata.error)
-        if not metadata.partitions:
+        partitions = _topic_metadata(admin, topic, timeout).partitions
+        if not partitions:
             raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
-        for partition in metadata.partitions.values():
+        for partition in partitions.values():
             if partition.error is not None:
                 raise KafkaException(partition.error)
             if partition.leader < 0:
                 raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
 
     retry_transient(leaders_elected, what=f"whether every partition of {topic!r} has a leader",
-                     bootstrap=bootstrap, timeout=timeout)
+                    bootstrap=bootstrap, timeout=timeout)
 
 
 def end_offsets(bootstrap: str, topic: str = config.TOPIC, *, timeout: float = 10.0) -> dict[int, int]:
@@ -83,12 +85,10 @@ def end_offsets(bootstrap: str, topic: str = config.TOPIC, *, timeout: float = 1
     consumer = Consumer(consumer_config(bootstrap))
 
     def watermarks() -> dict[int, int]:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        if metadata.error is not None:
-            raise KafkaException(metadata.error)
+        partitions = _topic_metadata(consumer, topic, timeout).partitions
         return {
             partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1]
-            for partition in sorted(metadata.partitions)
+            for partition in sorted(partitions)
         }
 
     try:
