@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import gc
 import hmac
+import ipaddress
 import itertools
 import logging
 import math
@@ -65,6 +67,7 @@ __all__ = [
     "IngestionServer",
     "ServiceSettings",
     "TokenBuckets",
+    "is_ip_address",
     "run_server",
     "serve",
     "transaction_problems",
@@ -186,7 +189,8 @@ def _problems(message: TransactionRequest, latest_ms: int) -> Sequence[str]:
     if (message.transaction_id and message.type in _TYPES and 0.0 <= message.amount < _INF
             and 0.0 <= message.old_balance_orig < _INF and 0.0 <= message.new_balance_orig < _INF
             and 0.0 <= message.old_balance_dest < _INF and 0.0 <= message.new_balance_dest < _INF
-            and MIN_TIMESTAMP_MS <= message.timestamp <= latest_ms):
+            and MIN_TIMESTAMP_MS <= message.timestamp <= latest_ms
+            and (not message.ip_address or is_ip_address(message.ip_address))):
         return ()
     problems = []
     if not message.transaction_id:
@@ -205,7 +209,20 @@ def _problems(message: TransactionRequest, latest_ms: int) -> Sequence[str]:
         hint = " (it looks like seconds)" if MIN_TIMESTAMP_MS // 1000 <= stamp <= latest_ms // 1000 else ""
         problems.append(f"timestamp={stamp} is not plausible epoch milliseconds{hint}: expected {MIN_TIMESTAMP_MS} "
                         f"(2000-01-01) to {latest_ms} (the server's clock plus the allowed skew)")
+    address = message.ip_address
+    if address and not is_ip_address(address):
+        problems.append(f"ip_address={address!r} is not an IPv4 or IPv6 address (leave it empty when unknown)")
     return problems
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def is_ip_address(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address in text form; cached, as a stream repeats its clients' addresses."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class TokenBuckets:

@@ -96,30 +96,41 @@ def user_id_from_account(account: str) -> int:
     return int(digits)
 
 
+#: Contract fields a table may carry beyond the money columns, with the proto default a missing column gets.
+_OPTIONAL_FIELDS: tuple[tuple[str, type, object], ...] = (
+    ("type", str, ""), ("is_fraud", bool, False), ("is_unauthorized_overdraft", float, 0.0),
+    ("ip_address", str, ""), ("dest_user_id", int, 0), ("dest_is_merchant", bool, False), ("device_id", str, ""),
+)
+
+
 def transactions_batch(
-    table: pd.DataFrame, *, transaction_ids: Sequence[str], user_ids: Sequence[int], timestamp: int
+    table: pd.DataFrame, *, transaction_ids: Sequence[str], user_ids: Sequence[int], timestamp: int | None = None
 ) -> TransactionBatch:
     """The one table -> protobuf converter: a ``TransactionBatch`` with one message per canonical-table row.
 
     Column-wise (each column converted once, then one ``add`` per row), so it
     keeps up with a streaming producer. Contract fields the table lacks keep
-    their proto default; extra columns are ignored.
+    their proto default; extra columns are ignored. ``timestamp`` stamps every
+    row alike; without it each row keeps its own ``timestamp`` column (event
+    time, as account streams carry it).
     """
     count = len(table)
 
     def column(name: str, kind: type, default: object) -> list[Any]:
         return table[name].astype(kind).tolist() if name in table.columns else [default] * count
 
+    if timestamp is None and "timestamp" not in table.columns:
+        raise ValueError("transactions_batch needs timestamp= or a 'timestamp' column (epoch milliseconds)")
+    stamps = [timestamp] * count if timestamp is not None else column("timestamp", int, 0)
     money = [column(name, float, 0.0) for name in _MONEY_FIELDS]
-    types = column("type", str, "")
-    frauds = column("is_fraud", bool, False)
-    overdrafts = column("is_unauthorized_overdraft", float, 0.0)
+    types, frauds, overdrafts, addresses, dests, merchants, devices = (column(*spec) for spec in _OPTIONAL_FIELDS)
     batch = TransactionBatch()
     add = batch.transactions.add
     for i, (amount, old_orig, new_orig, old_dest, new_dest) in enumerate(zip(*money, strict=True)):
-        add(transaction_id=transaction_ids[i], user_id=user_ids[i], amount=amount, timestamp=timestamp,
+        add(transaction_id=transaction_ids[i], user_id=user_ids[i], amount=amount, timestamp=stamps[i],
             is_fraud=frauds[i], type=types[i], old_balance_orig=old_orig, new_balance_orig=new_orig,
-            old_balance_dest=old_dest, new_balance_dest=new_dest, is_unauthorized_overdraft=overdrafts[i])
+            old_balance_dest=old_dest, new_balance_dest=new_dest, is_unauthorized_overdraft=overdrafts[i],
+            ip_address=addresses[i], dest_user_id=dests[i], dest_is_merchant=merchants[i], device_id=devices[i])
     return batch
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!fraudlab/schema/proto/fraud.proto\x12\x05\x66raud\"\x8b\x02\n\x12TransactionRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\x12\x10\n\x08is_fraud\x18\x05 \x01(\x08\x12\x0c\n\x04type\x18\x06 \x01(\t\x12\x18\n\x10old_balance_orig\x18\x07 \x01(\x01\x12\x18\n\x10new_balance_orig\x18\x08 \x01(\x01\x12\x18\n\x10old_balance_dest\x18\t \x01(\x01\x12\x18\n\x10new_balance_dest\x18\n \x01(\x01\x12!\n\x19is_unauthorized_overdraft\x18\x0b \x01(\x01\"5\n\x11IngestionResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"U\n\x10TransactionBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12/\n\x0ctransactions\x18\x02 \x03(\x0b\x32\x19.fraud.TransactionRequest\"}\n\rBatchResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\"\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\x12.fraud.RecordError\"S\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t2\xa1\x01\n\x0e\x46raudIngestion\x12\x46\n\x0fSendTransaction\x12\x19.fraud.TransactionRequest\x1a\x18.fraud.IngestionResponse\x12G\n\x12StreamTransactions\x12\x17.fraud.TransactionBatch\x1a\x14.fraud.BatchResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!fraudlab/schema/proto/fraud.proto\x12\x05\x66raud\"\xe2\x02\n\x12TransactionRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\x12\x10\n\x08is_fraud\x18\x05 \x01(\x08\x12\x0c\n\x04type\x18\x06 \x01(\t\x12\x18\n\x10old_balance_orig\x18\x07 \x01(\x01\x12\x18\n\x10new_balance_orig\x18\x08 \x01(\x01\x12\x18\n\x10old_balance_dest\x18\t \x01(\x01\x12\x18\n\x10new_balance_dest\x18\n \x01(\x01\x12!\n\x19is_unauthorized_overdraft\x18\x0b \x01(\x01\x12\x12\n\nip_address\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x65st_user_id\x18\r \x01(\x03\x12\x18\n\x10\x64\x65st_is_merchant\x18\x0e \x01(\x08\x12\x11\n\tdevice_id\x18\x0f \x01(\t\"5\n\x11IngestionResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"U\n\x10TransactionBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12/\n\x0ctransactions\x18\x02 \x03(\x0b\x32\x19.fraud.TransactionRequest\"}\n\rBatchResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\"\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\x12.fraud.RecordError\"S\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t2\xa1\x01\n\x0e\x46raudIngestion\x12\x46\n\x0fSendTransaction\x12\x19.fraud.TransactionRequest\x1a\x18.fraud.IngestionResponse\x12G\n\x12StreamTransactions\x12\x17.fraud.TransactionBatch\x1a\x14.fraud.BatchResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fraudlab.schema.proto.fraud
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRANSACTIONREQUEST']._serialized_start=45
-  _globals['_TRANSACTIONREQUEST']._serialized_end=312
-  _globals['_INGESTIONRESPONSE']._serialized_start=314
-  _globals['_INGESTIONRESPONSE']._serialized_end=367
-  _globals['_TRANSACTIONBATCH']._serialized_start=369
-  _globals['_TRANSACTIONBATCH']._serialized_end=454
-  _globals['_BATCHRESPONSE']._serialized_start=456
-  _globals['_BATCHRESPONSE']._serialized_end=581
-  _globals['_RECORDERROR']._serialized_start=583
-  _globals['_RECORDERROR']._serialized_end=666
-  _globals['_FRAUDINGESTION']._serialized_start=669
-  _globals['_FRAUDINGESTION']._serialized_end=830
+  _globals['_TRANSACTIONREQUEST']._serialized_end=399
+  _globals['_INGESTIONRESPONSE']._serialized_start=401
+  _globals['_INGESTIONRESPONSE']._serialized_end=454
+  _globals['_TRANSACTIONBATCH']._serialized_start=456
+  _globals['_TRANSACTIONBATCH']._serialized_end=541
+  _globals['_BATCHRESPONSE']._serialized_start=543
+  _globals['_BATCHRESPONSE']._serialized_end=668
+  _globals['_RECORDERROR']._serialized_start=670
+  _globals['_RECORDERROR']._serialized_end=753
+  _globals['_FRAUDINGESTION']._serialized_start=756
+  _globals['_FRAUDINGESTION']._serialized_end=917
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TransactionRequest(_message.Message):
-    __slots__ = ("transaction_id", "user_id", "amount", "timestamp", "is_fraud", "type", "old_balance_orig", "new_balance_orig", "old_balance_dest", "new_balance_dest", "is_unauthorized_overdraft")
+    __slots__ = ("transaction_id", "user_id", "amount", "timestamp", "is_fraud", "type", "old_balance_orig", "new_balance_orig", "old_balance_dest", "new_balance_dest", "is_unauthorized_overdraft", "ip_address", "dest_user_id", "dest_is_merchant", "device_id")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,10 @@ class TransactionRequest(_message.Message):
     OLD_BALANCE_DEST_FIELD_NUMBER: _ClassVar[int]
     NEW_BALANCE_DEST_FIELD_NUMBER: _ClassVar[int]
     IS_UNAUTHORIZED_OVERDRAFT_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DEST_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEST_IS_MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     user_id: int
     amount: float
@@ -30,7 +34,11 @@ class TransactionRequest(_message.Message):
     old_balance_dest: float
     new_balance_dest: float
     is_unauthorized_overdraft: float
-    def __init__(self, transaction_id: _Optional[str] = ..., user_id: _Optional[int] = ..., amount: _Optional[float] = ..., timestamp: _Optional[int] = ..., is_fraud: _Optional[bool] = ..., type: _Optional[str] = ..., old_balance_orig: _Optional[float] = ..., new_balance_orig: _Optional[float] = ..., old_balance_dest: _Optional[float] = ..., new_balance_dest: _Optional[float] = ..., is_unauthorized_overdraft: _Optional[float] = ...) -> None: ...
+    ip_address: str
+    dest_user_id: int
+    dest_is_merchant: bool
+    device_id: str
+    def __init__(self, transaction_id: _Optional[str] = ..., user_id: _Optional[int] = ..., amount: _Optional[float] = ..., timestamp: _Optional[int] = ..., is_fraud: _Optional[bool] = ..., type: _Optional[str] = ..., old_balance_orig: _Optional[float] = ..., new_balance_orig: _Optional[float] = ..., old_balance_dest: _Optional[float] = ..., new_balance_dest: _Optional[float] = ..., is_unauthorized_overdraft: _Optional[float] = ..., ip_address: _Optional[str] = ..., dest_user_id: _Optional[int] = ..., dest_is_merchant: _Optional[bool] = ..., device_id: _Optional[str] = ...) -> None: ...
 
 class IngestionResponse(_message.Message):
     __slots__ = ("success", "message")

@@ -106,6 +106,47 @@ def test_unary_send_succeeds_only_after_kafka_and_says_where(server, kafka_boots
     assert transaction_to_dict(stored) == transaction_to_dict(message)
 
 
+def _original_contract_message_class() -> type:
+    """``TransactionRequest`` as the original system compiled it: fields 1-11 only, in a pool of its own."""
+    from google.protobuf import descriptor_pool, message_factory
+
+    original = descriptor_pb2.FileDescriptorProto()
+    fraud_pb2.DESCRIPTOR.CopyToProto(original)
+    original.ClearField("service")
+    [request] = [m for m in original.message_type if m.name == "TransactionRequest"]
+    kept = [f for f in request.field if f.number <= 11]
+    del request.field[:]
+    request.field.extend(kept)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(original)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("fraud.TransactionRequest"))
+
+
+def test_a_client_of_the_original_11_field_message_is_accepted(server, kafka_bootstrap, topic):
+    """The contract grew additively: the original message's bytes still publish, the new fields at their defaults."""
+    original_class = _original_contract_message_class()
+    assert [f.number for f in original_class.DESCRIPTOR.fields] == list(range(1, 12))
+    values = transaction_to_dict(_tx(type="TRANSFER"))
+    original = original_class(**{k: v for k, v in values.items() if k in original_class.DESCRIPTOR.fields_by_name})
+    with grpc.insecure_channel(server) as channel:
+        send = channel.unary_unary(f"/{SERVICE_NAME}/SendTransaction",
+                                   request_serializer=original_class.SerializeToString,
+                                   response_deserializer=fraud_pb2.IngestionResponse.FromString)
+        answer = send(original, timeout=10)
+    assert answer.success
+    [stored] = _read_all(kafka_bootstrap, topic)
+    assert stored.transaction_id == original.transaction_id and stored.amount == original.amount
+    assert (stored.ip_address, stored.dest_user_id, stored.dest_is_merchant, stored.device_id) == ("", 0, False, "")
+
+
+@pytest.mark.parametrize("address", ["81.2.69.160", "2001:db8:85a3::8a2e:370:7334", "::ffff:10.1.2.3", ""])
+def test_ipv4_ipv6_and_empty_addresses_are_accepted_and_published_as_sent(server, kafka_bootstrap, topic, address):
+    message = _tx(ip_address=address, dest_user_id=1_979_787_155, dest_is_merchant=True, device_id="d-42")
+    assert _stub(server).SendTransaction(message, timeout=10).success
+    [stored] = _read_all(kafka_bootstrap, topic)
+    assert transaction_to_dict(stored) == transaction_to_dict(message)
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -121,6 +162,10 @@ INVALID = [
     ({"timestamp": 0}, "timestamp=0"),
     ({"timestamp": 1_764_000_000}, "timestamp=1764000000 is not plausible epoch milliseconds (it looks like seconds)"),
     ({"timestamp": now_millis() + 10 * 86_400_000}, "is not plausible epoch milliseconds"),
+    ({"ip_address": "300.1.2.3"}, "ip_address='300.1.2.3' is not an IPv4 or IPv6 address"),
+    ({"ip_address": "10.0.0"}, "ip_address='10.0.0'"),
+    ({"ip_address": "2001:db8::g"}, "ip_address='2001:db8::g'"),
+    ({"ip_address": " 10.0.0.1"}, "ip_address=' 10.0.0.1'"),
 ]
 
 

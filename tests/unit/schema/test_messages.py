@@ -29,14 +29,19 @@ EXPECTED_FIELDS = [
     ("old_balance_dest", 9, "TYPE_DOUBLE"), ("new_balance_dest", 10, "TYPE_DOUBLE"),
     ("is_unauthorized_overdraft", 11, "TYPE_DOUBLE"),
 ]
+#: Added for account streams (enrichment and the detector), on new numbers only.
+ADDED_FIELDS = [
+    ("ip_address", 12, "TYPE_STRING"), ("dest_user_id", 13, "TYPE_INT64"), ("dest_is_merchant", 14, "TYPE_BOOL"),
+    ("device_id", 15, "TYPE_STRING"),
+]
 
 
-def test_contract_fields_numbers_and_types_are_exactly_the_original_ones():
-    """Existing clients of the original system depend on every number and type."""
+def test_contract_keeps_the_original_fields_numbers_and_types_and_only_adds():
+    """Existing clients of the original system depend on every number and type of fields 1-11."""
     descriptor = TransactionRequest.DESCRIPTOR
     type_names = {getattr(FieldDescriptor, name): name for name in dir(FieldDescriptor) if name.startswith("TYPE_")}
     got = [(f.name, f.number, type_names[f.type]) for f in descriptor.fields]
-    assert got == EXPECTED_FIELDS
+    assert got == EXPECTED_FIELDS + ADDED_FIELDS
     assert descriptor.file.package == "fraud"
     response = fraud_pb2.IngestionResponse.DESCRIPTOR
     assert [(f.name, f.number) for f in response.fields] == [("success", 1), ("message", 2)]
@@ -62,6 +67,7 @@ def test_from_mapping_coerces_numpy_values_and_ignores_extra_columns():
         "transaction_id": "t-1", "user_id": 42, "amount": 12.5, "timestamp": 1_700_000_000_000, "is_fraud": True,
         "type": "TRANSFER", "old_balance_orig": 100.0, "new_balance_orig": 87.5, "old_balance_dest": 0.0,
         "new_balance_dest": 12.5, "is_unauthorized_overdraft": 0.0,
+        "ip_address": "", "dest_user_id": 0, "dest_is_merchant": False, "device_id": "",
     }
 
 
@@ -79,6 +85,22 @@ def test_user_id_from_account(account, expected):
 def test_user_id_from_account_without_digits_names_the_account():
     with pytest.raises(ValueError, match="'CUSTOMER'"):
         user_id_from_account("CUSTOMER")
+
+
+def test_a_batch_carries_each_rows_event_time_and_origin_when_the_table_has_them():
+    table = pd.DataFrame({
+        "type": ["PAYMENT", "TRANSFER"], "amount": [1.5, 2.0], "timestamp": [1_767_225_600_000, 1_767_225_660_500],
+        "ip_address": ["81.2.69.160", "2001:db8::1"], "dest_user_id": [7, 8], "dest_is_merchant": [True, False],
+        "device_id": ["d1", "d2"], "scenario": ["normal", "account_takeover"],
+    })
+    batch = messages.transactions_batch(table, transaction_ids=["a", "b"], user_ids=[1, 2])
+    got = [(m.timestamp, m.ip_address, m.dest_user_id, m.dest_is_merchant, m.device_id) for m in batch.transactions]
+    assert got == [(1_767_225_600_000, "81.2.69.160", 7, True, "d1"),
+                   (1_767_225_660_500, "2001:db8::1", 8, False, "d2")]
+    stamped = messages.transactions_batch(table, transaction_ids=["a", "b"], user_ids=[1, 2], timestamp=5)
+    assert [m.timestamp for m in stamped.transactions] == [5, 5]
+    with pytest.raises(ValueError, match="timestamp"):
+        messages.transactions_batch(table.drop(columns="timestamp"), transaction_ids=["a", "b"], user_ids=[1, 2])
 
 
 def test_transactions_from_table_stamps_unique_ids_and_time():
