@@ -18,26 +18,37 @@ from pathlib import Path
 __all__ = [
     "ACCOUNTS",
     "ACCOUNT_DAYS",
+    "ACCOUNT_HOME_COUNTRY",
+    "ACCOUNT_HOME_SHARE",
+    "ACCOUNT_MERCHANTS",
+    "ACCOUNT_RATE_MEDIAN",
+    "ACCOUNT_RATE_SIGMA",
     "ACCOUNT_SEED",
+    "ACCOUNT_START",
+    "ACCOUNT_TRAVELLER_SHARE",
     "ACK_TIMEOUT_S",
     "BROKER_CONTROLLER_PORT",
     "BROKER_HEAP",
     "BROKER_HOST",
     "BROKER_PORT",
+    "CARD_TEST_MINUTES",
     "DEDUP_CAPACITY",
     "DEDUP_WINDOW_S",
     "DEMO_COUNT",
     "FIT_OUTPUT",
     "FIT_ROWS",
     "FIT_SEED",
+    "FRAUD_IP_WEIGHTS",
     "GEOIP_ASN_PACKAGE",
     "GEOIP_ASN_VERSION",
     "GEOIP_CITY_PACKAGE",
     "GEOIP_CITY_VERSION",
     "KAFKA_BOOTSTRAP",
     "KAFKA_VERSION",
+    "LEGIT_IP_WEIGHTS",
     "LOG4J_VERSION",
     "MAX_MESSAGE_BYTES",
+    "MULE_MINUTES",
     "NPM_REGISTRY",
     "PRODUCER_BATCH_SIZE",
     "PRODUCER_RETRY_TIMEOUT_S",
@@ -45,8 +56,11 @@ __all__ = [
     "PRODUCER_WINDOW",
     "RATE_BURST",
     "RATE_LIMIT",
+    "REPLAY_SPEED",
+    "SALARY_DAY",
     "SAMPLE_ROWS",
     "SCALA_VERSION",
+    "SCENARIO_RATES",
     "SERVICE_GRACE_S",
     "SERVICE_HOST",
     "SERVICE_PORT",
@@ -130,6 +144,39 @@ GEOIP_ASN_VERSION = "2.3.2026061719"
 ACCOUNTS = 10_000
 ACCOUNT_DAYS = 30
 ACCOUNT_SEED = 7
+#: Merchants: the destinations of PAYMENT ("M" + id), shared by all accounts.
+ACCOUNT_MERCHANTS = 2_000
+#: The stream's first instant (UTC, event time): a fixed date, so a seed gives the same timestamps on any day.
+ACCOUNT_START = "2025-01-01"
+#: The home market: most accounts live in this country (ISO code), the rest abroad (see docs/accounts.md).
+ACCOUNT_HOME_COUNTRY = "IN"
+ACCOUNT_HOME_SHARE = 0.9
+#: Share of accounts that may travel abroad once during a stream (the ``traveller`` look-alike).
+ACCOUNT_TRAVELLER_SHARE = 0.1
+#: Transactions per account per day: log-normal with this median and sigma (heavy-tailed activity).
+ACCOUNT_RATE_MEDIAN = 1.2
+ACCOUNT_RATE_SIGMA = 1.0
+#: The original system's IP mix of legitimate traffic (home, domestic, foreign) and of fraud (foreign, home /16).
+LEGIT_IP_WEIGHTS = (0.85, 0.10, 0.05)
+FRAUD_IP_WEIGHTS = (0.80, 0.20)
+#: Target share of the stream's rows per scenario. The fraud ones add up to PaySim's 0.13 % (8,213 of 6,362,620
+#: rows); foreign_ip and home_spoof split their part by FRAUD_IP_WEIGHTS.
+SCENARIO_RATES = {
+    "account_takeover": 0.0006,
+    "foreign_ip": 0.00024,
+    "home_spoof": 0.00006,
+    "card_testing": 0.0004,
+    "traveller": 0.01,
+    "salary_day": 0.01,
+    "new_payee": 0.005,
+}
+#: Minutes within which a mule cashes out a takeover's transfer, and the length of a card-testing burst.
+MULE_MINUTES = 30.0
+CARD_TEST_MINUTES = 10.0
+#: Day of the month salaries arrive (the ``salary_day`` bursts).
+SALARY_DAY = 1
+#: Simulated seconds per wall second when ``fraudlab produce`` replays an account stream live (one hour a second).
+REPLAY_SPEED = 3600.0
 
 
 # --------------------------------------------------------------------------- paths

@@ -9,6 +9,11 @@ bundled real PaySim rows instead. Each row
 becomes a ``TransactionRequest`` with a fresh UUID ``transaction_id``, a
 ``user_id`` drawn from a pool of ``users`` ids, and the current time.
 
+An *account stream* (``fraudlab.generate.accounts``: accounts with histories,
+in event time) is replayed instead by :func:`replay_batches`: its rows keep
+their accounts, destinations, IP addresses and the spacing of their event
+times, played on a simulated clock ``speed`` times faster than the wall clock.
+
 Batches go over ``StreamTransactions`` with a window of unanswered batches in
 flight. Anything not acknowledged is sent again: every batch in flight when the
 stream fails (the server answers UNAVAILABLE when Kafka is down, or goes away),
@@ -55,6 +60,8 @@ __all__ = [
     "paced_batches",
     "produce",
     "produce_async",
+    "replay_batches",
+    "replay_schedule",
     "run_blocking",
     "stream_batches",
     "user_pool",
@@ -207,6 +214,64 @@ async def paced_batches(
                 await asyncio.sleep(delay)
         produced += size
         yield build_batch(rows, pool, rng)
+        await asyncio.sleep(0)
+
+
+#: Columns an account stream must have to be replayed (beyond the money columns `transactions_batch` reads).
+_STREAM_COLUMNS = ("timestamp", "user_id", "type", "amount", "is_fraud")
+
+
+def replay_schedule(timestamps: np.ndarray, *, speed: float | None, rate: float | None) -> np.ndarray:
+    """When each row of a time-sorted stream is due (seconds from the start): at ``speed``, capped by ``rate``.
+
+    A row is due when the simulated clock reaches its event time, and not
+    before the rate allows it; both are non-decreasing, so their maximum is too.
+    """
+    due = np.zeros(len(timestamps))
+    if speed is not None and len(timestamps):
+        due = (timestamps - timestamps[0]) / 1000.0 / speed
+    if rate is not None:
+        due = np.maximum(due, np.arange(len(timestamps)) / rate)
+    return due
+
+
+async def replay_batches(
+    stream: pd.DataFrame, *, speed: float | None, rate: float | None, batch_size: int, count: int | None = None,
+    anchor_ms: int | None = None,
+) -> AsyncIterator[TransactionBatch]:
+    """Batches of an account stream's rows in event-time order, each sent when the simulated clock reaches it.
+
+    Event times are shifted so that the stream's last event lands at
+    ``anchor_ms`` (default: now), which keeps every timestamp in the past for
+    the server's clock check while keeping their spacing; ``speed`` (simulated
+    seconds per wall second, None: no waiting) sets the pace. Each replay
+    gives its rows fresh UUIDs, so replaying a stream twice publishes it twice.
+    """
+    missing = sorted(set(_STREAM_COLUMNS) - set(stream.columns))
+    if missing:
+        raise ProducerError(f"The account stream lacks columns {missing}: replay a table written by "
+                            "`fraudlab generate` (fraudlab.generate.accounts).")
+    rows = stream.iloc[:count] if count is not None else stream
+    stamps = rows["timestamp"].to_numpy(dtype=np.int64)
+    if len(stamps) > 1 and (np.diff(stamps) < 0).any():
+        raise ProducerError("The account stream is not sorted by timestamp: sort it (event time) before replaying.")
+    shift = ((now_millis() if anchor_ms is None else anchor_ms) - int(stamps[-1])) if len(stamps) else 0
+    due = replay_schedule(stamps, speed=speed, rate=rate)
+    per_batch = batch_size if rate is None else max(1, min(batch_size, int(rate / 100)))
+    started = time.monotonic()
+    start = 0
+    while start < len(rows):
+        elapsed = time.monotonic() - started
+        ready = int(np.searchsorted(due, elapsed, side="right"))
+        if ready <= start:
+            await asyncio.sleep(due[start] - elapsed)
+            continue
+        end = min(ready, start + per_batch)
+        chunk = rows.iloc[start:end]
+        yield transactions_batch(chunk.assign(timestamp=stamps[start:end] + shift),
+                                 transaction_ids=uuid4_strings(end - start),
+                                 user_ids=chunk["user_id"].astype(np.int64).tolist())
+        start = end
         await asyncio.sleep(0)
 
 
@@ -535,6 +600,7 @@ class ProducerSettings:
         batch_size: transactions per batch at full speed.
         window: batches in flight.
         seed: seeds the rows and users (ids and timestamps are always fresh).
+        speed: simulated seconds per wall second when replaying an account stream; None: no waiting.
         token, tls_ca: see :func:`stream_batches`.
         retry_timeout: give up after this many seconds without an acknowledgement.
     """
@@ -546,6 +612,7 @@ class ProducerSettings:
     batch_size: int = config.PRODUCER_BATCH_SIZE
     window: int = config.PRODUCER_WINDOW
     seed: int | None = None
+    speed: float | None = config.REPLAY_SPEED
     token: str | None = field(default=None, repr=False)
     tls_ca: Path | None = None
     retry_timeout: float = config.PRODUCER_RETRY_TIMEOUT_S
@@ -554,6 +621,7 @@ class ProducerSettings:
         checks = [
             ("count", self.count is None or self.count >= 0, "None (unbounded) or >= 0"),
             ("rate", self.rate is None or self.rate > 0, "None (max) or > 0"),
+            ("speed", self.speed is None or self.speed > 0, "None (no waiting) or > 0"),
             ("users", self.users >= 1, "at least 1"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("window", self.window >= 1, "at least 1"),
@@ -565,20 +633,29 @@ class ProducerSettings:
 
 
 async def produce_async(
-    settings: ProducerSettings, source: TransactionSource | None = None, *, progress: bool = False,
-    on_accepted: Callable[[list[TransactionRequest]], None] | None = None, stop: asyncio.Event | None = None,
+    settings: ProducerSettings, source: TransactionSource | None = None, *, stream: pd.DataFrame | None = None,
+    progress: bool = False, on_accepted: Callable[[list[TransactionRequest]], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> ProduceSummary:
-    """Sample from ``source`` (default: :func:`default_source`, the pre-trained model) and stream through the service.
+    """Stream transactions through the service: an account ``stream`` replayed, or rows sampled from ``source``.
 
-    Setting ``stop`` ends sampling; what was already sent is still seen through to an acknowledgement.
+    Without a stream, rows come from ``source`` (default: :func:`default_source`,
+    the pre-trained model). Setting ``stop`` ends sampling; what was already
+    sent is still seen through to an acknowledgement.
     """
-    rng = np.random.default_rng(settings.seed)
-    batches = paced_batches(source or default_source(), count=settings.count, rate=settings.rate,
-                            users=settings.users, batch_size=settings.batch_size, rng=rng)
+    if stream is not None:
+        total = len(stream) if settings.count is None else min(settings.count, len(stream))
+        batches = replay_batches(stream, speed=settings.speed, rate=settings.rate, batch_size=settings.batch_size,
+                                 count=settings.count)
+    else:
+        total = settings.count
+        batches = paced_batches(source or default_source(), count=settings.count, rate=settings.rate,
+                                users=settings.users, batch_size=settings.batch_size,
+                                rng=np.random.default_rng(settings.seed))
     if stop is not None:
         batches = _until(batches, stop)
     return await stream_batches(
-        settings.target, batches, total=settings.count, token=settings.token, tls_ca=settings.tls_ca,
+        settings.target, batches, total=total, token=settings.token, tls_ca=settings.tls_ca,
         window=settings.window, retry_timeout=settings.retry_timeout, progress=progress, on_accepted=on_accepted,
     )
 
@@ -591,8 +668,9 @@ async def _until(batches: AsyncIterator[_T], stop: asyncio.Event) -> AsyncIterat
 
 
 def produce(
-    settings: ProducerSettings, source: TransactionSource | None = None, *, progress: bool = False,
-    on_accepted: Callable[[list[TransactionRequest]], None] | None = None, handle_signals: bool = False,
+    settings: ProducerSettings, source: TransactionSource | None = None, *, stream: pd.DataFrame | None = None,
+    progress: bool = False, on_accepted: Callable[[list[TransactionRequest]], None] | None = None,
+    handle_signals: bool = False,
 ) -> ProduceSummary:
     """Blocking :func:`produce_async`; works in a Jupyter kernel too (then it runs on a helper thread).
 
@@ -614,7 +692,8 @@ def produce(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, on_signal)
         try:
-            return await produce_async(settings, source, progress=progress, on_accepted=on_accepted, stop=stop)
+            return await produce_async(settings, source, stream=stream, progress=progress, on_accepted=on_accepted,
+                                       stop=stop)
         except asyncio.CancelledError:
             raise ProducerError("Stopped by a second signal before every transaction sent was acknowledged; "
                                 "the server drops repeats, so resending them later is safe.") from None

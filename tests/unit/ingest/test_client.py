@@ -20,10 +20,13 @@ from fraudlab.ingest.client import (
     build_batch,
     model_source,
     paced_batches,
+    replay_batches,
+    replay_schedule,
     run_blocking,
     user_pool,
     uuid4_strings,
 )
+from fraudlab.schema.messages import TransactionRequest
 from fraudlab.schema.table import CANONICAL_COLUMNS
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -169,3 +172,52 @@ def test_ack_timeline_counts_per_second(monkeypatch):
     assert timeline.throughput(1.0).to_dict("list") == {
         "seconds": [0.0, 1.0, 2.0, 3.0], "transactions_per_second": [5.0, 4.0, 0.0, 1.0]}
     assert timeline.throughput(0.5)["transactions_per_second"].tolist() == [6.0, 4.0, 0.0, 8.0, 0.0, 0.0, 2.0]
+
+
+# --------------------------------------------------------------------------- replaying an account stream
+
+
+def _account_stream(source: ReferenceSource, n: int, spacing_ms: int) -> pd.DataFrame:
+    rows = source(n, np.random.default_rng(8))
+    return rows.assign(timestamp=1_767_225_600_000 + spacing_ms * np.arange(n), user_id=np.arange(n) % 3 + 10,
+                       ip_address=[f"81.2.69.{i % 250}" for i in range(n)], dest_user_id=np.arange(n) + 100)
+
+
+def _replay(stream: pd.DataFrame, **kwargs: object) -> tuple[list[TransactionRequest], float]:
+    async def collect() -> tuple[list, float]:
+        started = time.monotonic()
+        out = [m async for b in replay_batches(stream, **kwargs) for m in b.transactions]
+        return out, time.monotonic() - started
+
+    return asyncio.run(collect())
+
+
+def test_replay_schedule_follows_event_time_at_the_speed_and_never_outruns_the_rate():
+    stamps = np.array([0, 0, 60_000, 3_600_000])
+    assert replay_schedule(stamps, speed=3600.0, rate=None).tolist() == [0.0, 0.0, 60 / 3600, 1.0]
+    assert replay_schedule(stamps, speed=None, rate=2.0).tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert replay_schedule(stamps, speed=3600.0, rate=2.0).tolist() == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_a_replay_keeps_accounts_origins_and_event_spacing_and_ends_at_the_anchor(source):
+    stream = _account_stream(source, 40, spacing_ms=10_000)  # 390 simulated seconds
+    messages, seconds = _replay(stream, speed=1000.0, rate=None, batch_size=7, anchor_ms=1_800_000_000_000)
+    assert [m.user_id for m in messages] == stream["user_id"].tolist()
+    assert [m.ip_address for m in messages] == stream["ip_address"].tolist()
+    assert [m.dest_user_id for m in messages] == stream["dest_user_id"].tolist()
+    assert [m.amount for m in messages] == stream["amount"].tolist()
+    stamps = [m.timestamp for m in messages]
+    assert stamps[-1] == 1_800_000_000_000
+    assert np.diff(stamps).tolist() == [10_000] * 39
+    assert len({m.transaction_id for m in messages}) == 40
+    assert seconds >= 0.38  # 390 simulated seconds at 1000x
+
+
+def test_a_replay_sends_count_rows_and_refuses_an_unsorted_or_foreign_table(source):
+    stream = _account_stream(source, 30, spacing_ms=1)
+    messages, _ = _replay(stream, speed=None, rate=None, batch_size=100, count=12)
+    assert len(messages) == 12
+    with pytest.raises(ProducerError, match="not sorted by timestamp"):
+        _replay(stream.iloc[::-1], speed=None, rate=None, batch_size=10)
+    with pytest.raises(ProducerError, match=r"lacks columns \['timestamp', 'user_id'\]"):
+        _replay(source(5, np.random.default_rng(0)), speed=None, rate=None, batch_size=10)
