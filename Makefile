@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fraudlab-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install jars demo test lint proto lock lab kernel notebooks broker-up broker-down clean
+.PHONY: help install jars geoip demo test lint proto lock lab kernel notebooks broker-up broker-down clean
 
 help:
 	@echo "make demo     run the pipeline demo on a local Kafka broker"
@@ -41,6 +41,10 @@ jars: install
 	@echo "==> Resolving the Apache Kafka jars from Maven Central into the cache (about 45 MB, once)"
 	$(BIN)/fraudlab broker fetch
 
+geoip: install
+	@echo "==> Downloading the open GeoIP databases (DB-IP City Lite, IP-to-ASN) into the cache (about 85 MB, once)"
+	$(BIN)/fraudlab geoip fetch
+
 demo: jars
 	$(BIN)/fraudlab demo
 
@@ -50,7 +54,7 @@ lint: install
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 # The suite and the committed notebooks as committed (nbval, default parameters), in one pytest run.
-test: jars lint $(KERNEL)
+test: jars geoip lint $(KERNEL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests $(NOTEBOOKS) --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 # Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see), stored in

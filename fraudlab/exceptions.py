@@ -13,14 +13,19 @@ differently::
     ├── NotFittedError                              fit (or load) the synthesizer first
     ├── ServiceUnavailableError                     a server is not reachable now: start it, or retry later
     │   ├── KafkaTimeoutError                       Kafka kept answering transiently until the deadline
-    │   └── KafkaUnavailableError                   no broker reachable: nothing was published
+    │   ├── KafkaUnavailableError                   no broker reachable: nothing was published
+    │   └── RegistryUnavailableError                the package registry cannot be reached: retry, or --registry
     ├── KafkaPublishError                           Kafka did not confirm every record
     │   └── KafkaUnavailableError
     ├── ServiceError                                the ingestion server cannot be configured or started
     ├── ProducerError                               the producer cannot go on
     ├── BrokerError                                 the local broker cannot be resolved, started or stopped
     │   └── MissingToolError                        java or mvn is absent or too old
-    └── ReadBackMismatchError                       Kafka does not hold exactly what was acknowledged
+    ├── ReadBackMismatchError                       Kafka does not hold exactly what was acknowledged
+    ├── RegistryError                               the package registry lacks the package, version or a file
+    │   ├── RegistryUnavailableError
+    │   └── IntegrityError                          a download does not match its published checksum
+    └── MissingDataError                            downloaded data is not in the cache: run the fetch command
 
 Messages name the offending setting or value and how to fix it. A library
 error that has a cause (a confluent-kafka or gRPC exception) is raised
@@ -34,15 +39,19 @@ __all__ = [
     "DataValidationError",
     "EvaluationInputError",
     "FraudlabError",
+    "IntegrityError",
     "InvalidParameterError",
     "KafkaPublishError",
     "KafkaTimeoutError",
     "KafkaUnavailableError",
+    "MissingDataError",
     "MissingToolError",
     "ModelFileError",
     "NotFittedError",
     "ProducerError",
     "ReadBackMismatchError",
+    "RegistryError",
+    "RegistryUnavailableError",
     "ServiceError",
     "ServiceUnavailableError",
     "SimulationError",
@@ -126,3 +135,19 @@ class MissingToolError(BrokerError):
 
 class ReadBackMismatchError(FraudlabError):
     """Raised when the records read back from Kafka are not exactly the transactions the service acknowledged."""
+
+
+class RegistryError(FraudlabError):
+    """Raised when a package registry has no such package or version, or its tarball lacks a file fraudlab needs."""
+
+
+class RegistryUnavailableError(RegistryError, ServiceUnavailableError):
+    """Raised when the package registry cannot be reached now (network down, timeout, a 5xx answer)."""
+
+
+class IntegrityError(RegistryError):
+    """Raised when a downloaded tarball does not match the checksum its registry published; nothing is kept."""
+
+
+class MissingDataError(FraudlabError):
+    """Raised when downloaded reference data (the GeoIP databases) is not in the cache; the message names the fetch."""
