@@ -159,12 +159,13 @@ ACCOUNT_RATE_SIGMA = 1.0
 #: The original system's IP mix of legitimate traffic (home, domestic, foreign) and of fraud (foreign, home /16).
 LEGIT_IP_WEIGHTS = (0.85, 0.10, 0.05)
 FRAUD_IP_WEIGHTS = (0.80, 0.20)
+_IP_FRAUD_RATE = 0.0003
 #: Target share of the stream's rows per scenario. The fraud ones add up to PaySim's 0.13 % (8,213 of 6,362,620
 #: rows); foreign_ip and home_spoof split their part by FRAUD_IP_WEIGHTS.
 SCENARIO_RATES = {
     "account_takeover": 0.0006,
-    "foreign_ip": 0.00024,
-    "home_spoof": 0.00006,
+    "foreign_ip": _IP_FRAUD_RATE * FRAUD_IP_WEIGHTS[0],
+    "home_spoof": _IP_FRAUD_RATE * FRAUD_IP_WEIGHTS[1],
     "card_testing": 0.0004,
     "traveller": 0.01,
     "salary_day": 0.01,

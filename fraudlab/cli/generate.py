@@ -9,7 +9,7 @@ import click
 from fraudlab import config
 from fraudlab.cli.options import timing_summary
 
-__all__ = ["fit", "sample", "simulate_command"]
+__all__ = ["fit", "generate_command", "sample", "simulate_command"]
 
 
 @click.command("fit")
@@ -93,3 +93,61 @@ def simulate_command(rows: int, seed: int, output: Path, progress: bool) -> None
     write_transactions(table, output)
     click.echo(timing_summary("Simulated", len(table), seconds)
                + f"; {int(table['is_fraud'].sum()):,} frauds; written to {output}")
+
+
+def _scenario_rates(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+    """``--scenario-rate NAME=RATE`` (repeatable) as a mapping; names and ranges are checked by StreamSettings."""
+    rates = {}
+    for value in values:
+        name, sep, rate = value.partition("=")
+        try:
+            rates[name.strip()] = float(rate)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise click.BadParameter(f"{value!r} is not NAME=RATE (e.g. card_testing=0.001)")
+    return rates
+
+
+@click.command("generate")
+@click.option("--accounts", type=int, default=config.ACCOUNTS, show_default=True, help="Accounts in the population.")
+@click.option("--days", type=float, default=config.ACCOUNT_DAYS, show_default=True, help="Simulated days.")
+@click.option("--rows", type=int, default=None,
+              help="Exact number of rows [default: what the accounts' activity rates give over --days].")
+@click.option("--seed", type=int, default=config.ACCOUNT_SEED, show_default=True,
+              help="Seed: the same settings and seed give the same stream.")
+@click.option("--start", default=config.ACCOUNT_START, show_default=True, help="First instant of the stream (UTC).")
+@click.option("--fraud-rate", type=float, default=None,
+              help="Share of fraud rows, split over the fraud scenarios by their rates [default: PaySim's 0.13%].")
+@click.option("--scenario-rate", "scenario_rates", multiple=True, callback=_scenario_rates, metavar="NAME=RATE",
+              help="Share of rows of one scenario (repeatable); see docs/accounts.md for the names.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Model file [default: the pre-trained model].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file: .parquet, .csv or .csv.gz.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def generate_command(accounts: int, days: float, rows: int | None, seed: int, start: str, fraud_rate: float | None,
+                     scenario_rates: dict[str, float], model_path: Path | None, output: Path, progress: bool) -> None:
+    """Generate the event-time transaction stream of an account population, with fraud scenarios, into a file."""
+    import os
+    import time
+
+    from fraudlab.data.readers import check_output_path
+    from fraudlab.enrich.geoip import AddressSpace
+    from fraudlab.generate.accounts import FRAUD_SCENARIOS, StreamSettings, generate_stream, write_stream
+    from fraudlab.generate.synth import DEFAULT_MODEL, TransactionSynthesizer
+
+    check_output_path(output)
+    settings = StreamSettings(accounts=accounts, days=days, rows=rows, seed=seed, start=start, fraud_rate=fraud_rate,
+                              scenario_rates=scenario_rates)
+    space = AddressSpace.load(config.cache_root(os.environ))
+    model = TransactionSynthesizer.load(model_path or DEFAULT_MODEL)
+    started = time.perf_counter()
+    stream = generate_stream(settings, space=space, model=model, progress=progress)
+    seconds = time.perf_counter() - started
+    write_stream(stream, output)
+    frauds = stream.loc[stream["is_fraud"], "scenario"].value_counts()
+    per_scenario = ", ".join(f"{name} {int(frauds.get(name, 0)):,}" for name in FRAUD_SCENARIOS)
+    click.echo(timing_summary("Generated", len(stream), seconds)
+               + f"; {accounts:,} accounts; fraud rows: {per_scenario}; written to {output}")
+

@@ -73,3 +73,42 @@ def test_ingest_benchmark_reports_every_row_for_every_repeat(kafka_bootstrap):
     assert re.search(r"^\| raw confluent-kafka producer \(no gRPC\) \|[^|]+\|[^|]+\| 100 % \|", out, re.M)
     repeats = re.findall(r"^\| (\d) \| [\d,]+ \| [\d,]+ \(\d+ %\) \|", out, re.M)
     assert repeats == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_accounts_benchmark_quick_run_reports_every_table():
+    """Needs the GeoIP index (`fraudlab geoip fetch`), like `fraudlab generate`."""
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "accounts.py"), "--quick"], capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert "generate_stream(rows=20,000, accounts=10,000, seed=7): 1 runs" in out
+    assert re.search(r"^\| seconds \(median run\) \| [\d.]+ \| ≤ 30 s \| yes \|", out, re.M)
+    assert re.search(r"^\| all fraud \| \| \d+ \| 0\.1[23]\d% \| 0\.130% \| \|$", out, re.M)
+    home = re.search(r"^\| home \| ([\d.]+)% \| 85% \|", out, re.M)
+    assert home is not None and abs(float(home.group(1)) - 85) < 2
+    assert re.search(r"^\| debits_origin_floored_at_zero \| 100\.000% \|$", out, re.M)
+
+
+GEOIP_ROWS = ("GeoIP.lookup, one at a time", "lookup_many, 2,000 distinct", "AddressSpace.draw",
+              "draw + ipv4_strings")
+
+
+@pytest.mark.slow
+def test_geoip_benchmark_reports_every_row(tmp_path):
+    """At tiny sizes on the suite's cache (``make geoip`` fetched it): every row with a positive rate."""
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "geoip.py"), "--rows", "20000", "--distinct", "2000", "--singles", "2000",
+         "--draws", "20000", "--repeats", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rates = {}
+    for line in completed.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0] in GEOIP_ROWS:
+            rates[cells[0]] = float(cells[4].replace(",", ""))
+    assert set(rates) == set(GEOIP_ROWS)
+    assert all(rate > 0 for rate in rates.values()), rates
+    assert "median of 2" in completed.stdout
+    assert re.search(r"^\| AddressSpace.load +\| +\| +\d+\.\d{3} \|", completed.stdout, re.M)
