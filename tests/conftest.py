@@ -89,3 +89,17 @@ def topic(kafka_bootstrap: str) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     ensure_topic(kafka_bootstrap, name, partitions=3)
     return name
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """The suite's cache (FRAUDLAB_CACHE_DIR, else ~/.cache/fraudlab): where `make geoip` put the GeoIP databases."""
+    return CACHE_DIR
+
+
+@pytest.fixture(scope="session")
+def address_space(cache_dir: Path):  # -> fraudlab.enrich.geoip.AddressSpace (imported lazily, like the broker)
+    """The real GeoIP address space; missing, it fails with the message to run `fraudlab geoip fetch`."""
+    from fraudlab.enrich.geoip import AddressSpace
+
+    return AddressSpace.load(cache_dir)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from fraudlab import config
-from fraudlab.cli.options import bootstrap_option, parse_rate, target_option, tls_ca_option, topic_option
+from fraudlab.cli.options import (
+    bootstrap_option,
+    parse_rate,
+    parse_speed,
+    target_option,
+    tls_ca_option,
+    topic_option,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["health", "produce", "serve"]
 
@@ -69,35 +81,78 @@ def health(target: str, service: str, tls_ca: Path | None, timeout: float) -> No
 
 @click.command("produce")
 @target_option()
-@click.option("--rate", default="max", show_default=True, help="Transactions per second, or 'max'.")
+@click.option("--source", type=click.Choice(["accounts", "model", "reference"]), default="accounts", show_default=True,
+              help="accounts: an account population's event-time stream (histories, destinations, IP addresses, "
+              "fraud scenarios; needs `fraudlab geoip fetch` once); model: independent rows sampled from the "
+              "synthesizer; reference: the bundled real rows resampled.")
+@click.option("--stream", "stream_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Replay an account stream written by `fraudlab generate` instead of generating one.")
+@click.option("--accounts", type=click.IntRange(min=2), default=config.ACCOUNTS, show_default=True,
+              help="Accounts of the generated population (--source accounts).")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=config.ACCOUNT_DAYS, show_default=True,
+              help="Simulated days of the generated stream (--source accounts).")
+@click.option("--speed", default=str(int(config.REPLAY_SPEED)), show_default=True,
+              help="Simulated seconds per wall second when replaying an account stream, or 'max' (3600: one "
+              "simulated hour a second).")
+@click.option("--rate", default="max", show_default=True, help="Transactions per second at most, or 'max'.")
 @click.option("--count", type=click.IntRange(min=0), default=None,
-              help="Transactions to send [default: until Ctrl-C or SIGTERM].")
+              help="Transactions to send [default: the whole account stream; other sources: until Ctrl-C].")
 @click.option("--users", type=click.IntRange(min=1), default=config.PRODUCER_USERS, show_default=True,
-              help="Size of the user_id pool.")
+              help="Size of the user_id pool (--source model or reference).")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Saved synthesizer to sample from "
+              help="Saved synthesizer that generates the values "
               "[default: the pre-trained fraudlab/pretrained/gaussian_copula_20L.npz].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=config.PRODUCER_BATCH_SIZE, show_default=True,
               help="Transactions per streamed batch at full speed.")
 @click.option("--window", type=click.IntRange(min=1), default=config.PRODUCER_WINDOW, show_default=True,
               help="Batches in flight without an answer.")
-@click.option("--seed", type=int, default=None, help="Seed of the sampled rows and users.")
+@click.option("--seed", type=int, default=None,
+              help=f"Seed of the population (default {config.ACCOUNT_SEED}) or of the sampled rows and users.")
 @click.option("--token", envvar="FRAUDLAB_TOKEN", default=None, help="Bearer token [env FRAUDLAB_TOKEN].")
 @tls_ca_option()
 @click.option("--retry-timeout", type=click.FloatRange(min=0, min_open=True),
               default=config.PRODUCER_RETRY_TIMEOUT_S, show_default=True,
               help="Give up after this many seconds without an acknowledgement.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def produce(rate: str, model_path: Path | None, progress: bool, **flags: object) -> None:
-    """Stream sampled transactions through the ingestion service, resending whatever was not acknowledged."""
+def produce(source: str, stream_path: Path | None, accounts: int, days: float, speed: str, rate: str,
+            model_path: Path | None, progress: bool, **flags: object) -> None:
+    """Stream transactions through the ingestion service, resending whatever was not acknowledged.
+
+    By default an account population's event-time stream is generated and replayed on a simulated clock.
+    """
     import gc
 
-    from fraudlab.ingest.client import ProducerSettings, default_source, model_source
+    from fraudlab.ingest.client import ProducerSettings, ReferenceSource, default_source, model_source
     from fraudlab.ingest.client import produce as run_producer
 
-    settings = ProducerSettings(rate=parse_rate(rate), **flags)  # type: ignore[arg-type]
-    source = model_source(model_path) if model_path is not None else default_source()
+    if stream_path is not None and source != "accounts":
+        raise click.UsageError(f"--stream replays an account stream; it cannot be combined with --source {source}.")
+    settings = ProducerSettings(rate=parse_rate(rate), speed=parse_speed(speed), **flags)  # type: ignore[arg-type]
+    rows = None
+    stream = None
+    if source == "accounts":
+        stream = _account_stream(stream_path, accounts, days, settings.seed, model_path, progress)
+    elif source == "reference":
+        rows = ReferenceSource()
+    else:
+        rows = model_source(model_path) if model_path is not None else default_source()
     gc.collect()
     gc.freeze()  # this process only produces: keep full collections off the loaded libraries and the ack latency
-    summary = run_producer(settings, source, progress=progress, handle_signals=True)
+    summary = run_producer(settings, rows, stream=stream, progress=progress, handle_signals=True)
     click.echo(summary.describe())
+
+
+def _account_stream(path: Path | None, accounts: int, days: float, seed: int | None, model_path: Path | None,
+                    progress: bool) -> pd.DataFrame:
+    """The stream to replay: read from ``path``, or generated (population from the cached GeoIP address space)."""
+    from fraudlab.generate.accounts import StreamSettings, generate_stream, read_stream
+
+    if path is not None:
+        return read_stream(path)
+    from fraudlab.enrich.geoip import AddressSpace
+    from fraudlab.generate.synth import TransactionSynthesizer
+
+    settings = StreamSettings(accounts=accounts, days=days, seed=config.ACCOUNT_SEED if seed is None else seed)
+    model = TransactionSynthesizer.load(model_path) if model_path is not None else None
+    space = AddressSpace.load(config.cache_root(os.environ))
+    return generate_stream(settings, space=space, model=model, progress=progress)

@@ -19,7 +19,8 @@ from fraudlab import __version__
 from fraudlab.cli.broker import broker
 from fraudlab.cli.demo import demo
 from fraudlab.cli.evaluate import evaluate_command
-from fraudlab.cli.generate import fit, sample, simulate_command
+from fraudlab.cli.generate import fit, generate_command, sample, simulate_command
+from fraudlab.cli.geoip import geoip
 from fraudlab.cli.ingest import health, produce, serve
 from fraudlab.cli.kafka import consume
 from fraudlab.exceptions import FraudlabError
@@ -62,7 +63,8 @@ def _configure_logging(debug: bool) -> None:
         LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG)
 
 
-for _command in (broker, demo, fit, sample, serve, health, produce, consume, evaluate_command, simulate_command):
+for _command in (broker, demo, fit, sample, simulate_command, generate_command, geoip, serve, health, produce, consume,
+                 evaluate_command):
     cli.add_command(_command)
 
 

@@ -7,6 +7,7 @@ for the cache directory and ``JAVA_HOME``.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "broker_options",
     "broker_settings",
     "parse_rate",
+    "parse_speed",
     "target_option",
     "timing_summary",
     "tls_ca_option",
@@ -92,15 +94,24 @@ def broker_settings(
 
 def parse_rate(value: str) -> float | None:
     """``--rate``: a positive number of transactions per second, or ``max``."""
+    return _positive_or_max(value, "transactions/s")
+
+
+def parse_speed(value: str) -> float | None:
+    """``--speed``: simulated seconds per wall second, or ``max`` (no waiting for the simulated clock)."""
+    return _positive_or_max(value, "simulated seconds per second")
+
+
+def _positive_or_max(value: str, unit: str) -> float | None:
     if value.strip().lower() == "max":
         return None
     try:
-        rate = float(value)
+        number = float(value)
     except ValueError:
-        rate = -1.0
-    if not rate > 0:
-        raise click.BadParameter(f"{value!r} is neither a positive number of transactions/s nor 'max'.")
-    return rate
+        number = -1.0
+    if not 0 < number < math.inf:
+        raise click.BadParameter(f"{value!r} is neither a positive number of {unit} nor 'max'.")
+    return number
 
 
 def timing_summary(what: str, rows: int, seconds: float) -> str:
