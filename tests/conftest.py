@@ -103,3 +103,11 @@ def address_space(cache_dir: Path):  # -> fraudlab.enrich.geoip.AddressSpace (im
     from fraudlab.enrich.geoip import AddressSpace
 
     return AddressSpace.load(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def pretrained_model():  # -> fraudlab.generate.synth.TransactionSynthesizer
+    """The shipped pre-trained copula, loaded (and verified) once for the session."""
+    from fraudlab.generate.synth import DEFAULT_MODEL, TransactionSynthesizer
+
+    return TransactionSynthesizer.load(DEFAULT_MODEL)

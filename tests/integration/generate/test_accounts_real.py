@@ -8,7 +8,7 @@ import pytest
 
 from fraudlab.enrich.geoip import AddressSpace, ipv4_integers
 from fraudlab.generate.accounts import StreamSettings, build_population, generate_stream, locate_places
-from fraudlab.generate.synth import DEFAULT_MODEL, TransactionSynthesizer
+from fraudlab.generate.synth import TransactionSynthesizer
 from fraudlab.schema.rules import rule_pass_rates
 
 pytestmark = pytest.mark.slow
@@ -22,8 +22,8 @@ def space(address_space) -> AddressSpace:
 
 
 @pytest.fixture(scope="module")
-def model() -> TransactionSynthesizer:
-    return TransactionSynthesizer.load(DEFAULT_MODEL)
+def model(pretrained_model) -> TransactionSynthesizer:
+    return pretrained_model
 
 
 @pytest.fixture(scope="module")
