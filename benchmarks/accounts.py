@@ -20,9 +20,9 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
+if TYPE_CHECKING:
     from fraudlab.enrich.geoip import AddressSpace
     from fraudlab.generate.accounts import StreamSettings
 
@@ -65,39 +65,32 @@ def timed_runs(rows: int, accounts: int, seed: int, repeats: int) -> list[dict[s
 
 
 def _share_rows(stream: pd.DataFrame, rates: dict[str, float]) -> list[str]:
-    from fraudlab.generate.accounts import SCENARIOS
+    from fraudlab.generate.accounts import scenario_summary
 
-    counts = stream["scenario"].value_counts()
+    table = scenario_summary(stream, rates)
     lines = ["| scenario | fraud | rows | share of rows | target | incidents |", "|---|---|---:|---:|---:|---:|"]
-    for name in ["normal", *SCENARIOS]:
-        rows = stream[stream["scenario"] == name]
-        fraud = "yes" if name != "normal" and SCENARIOS[name].is_fraud else "no"
-        target = f"{100 * rates[name]:.3f}%" if name in rates else ""
-        incidents = f"{rows['incident'].nunique():,}" if name != "normal" else ""
-        count = int(counts.get(name, 0))
-        lines.append(f"| {name} | {fraud} | {count:,} | {100 * count / len(stream):.3f}% | {target} | {incidents} |")
-    lines.append(f"| all fraud | | {int(stream['is_fraud'].sum()):,} | {100 * stream['is_fraud'].mean():.3f}% "
-                 f"| {100 * sum(rates[n] for n in SCENARIOS if SCENARIOS[n].is_fraud):.3f}% | |")
+    for name, row in table.iterrows():
+        target = "" if pd.isna(row["target"]) else f"{100 * row['target']:.3f}%"
+        incidents = f"{row['incidents']:,}" if name != "normal" else ""
+        lines.append(f"| {name} | {'yes' if row['fraud'] else 'no'} | {row['rows']:,} | {100 * row['share']:.3f}% "
+                     f"| {target} | {incidents} |")
+    fraud = table[table["fraud"]]
+    lines.append(f"| all fraud | | {fraud['rows'].sum():,} | {100 * fraud['share'].sum():.3f}% "
+                 f"| {100 * fraud['target'].sum():.3f}% | |")
     return lines
 
 
 def _ip_rows(stream: pd.DataFrame) -> list[str]:
-    from fraudlab import config
-    from fraudlab.generate.accounts import IP_CLASSES
+    from fraudlab.generate.accounts import ip_mix
 
-    ordinary = stream[stream["scenario"].isin(["normal", "salary_day", "new_payee"])]["ip_class"]
-    ip_fraud = stream[stream["scenario"].isin(["foreign_ip", "home_spoof"])]["ip_class"]
-    everything = stream["ip_class"]
-    original = dict(zip(("home", "domestic", "foreign"), config.LEGIT_IP_WEIGHTS, strict=True))
-    original_fraud = dict(zip(("foreign", "spoof"), config.FRAUD_IP_WEIGHTS, strict=True))
+    def weight(value: float) -> str:
+        return "" if pd.isna(value) else f"{100 * value:.0f}%"
+
     lines = ["| IP class | ordinary rows | original system (legit) | IP-fraud rows | original system (fraud) "
              "| all rows |", "|---|---:|---:|---:|---:|---:|"]
-    for name in IP_CLASSES:
-        lines.append(f"| {name} | {100 * (ordinary == name).mean():.2f}% | "
-                     f"{f'{100 * original[name]:.0f}%' if name in original else ''} | "
-                     f"{100 * (ip_fraud == name).mean():.1f}% | "
-                     f"{f'{100 * original_fraud[name]:.0f}%' if name in original_fraud else ''} | "
-                     f"{100 * (everything == name).mean():.3f}% |")
+    for name, row in ip_mix(stream).iterrows():
+        lines.append(f"| {name} | {100 * row['ordinary']:.2f}% | {weight(row['original_legit'])} | "
+                     f"{100 * row['ip_fraud']:.1f}% | {weight(row['original_fraud'])} | {100 * row['all_rows']:.3f}% |")
     return lines
 
 

@@ -47,14 +47,21 @@ __all__ = [
     "IP_CLASSES",
     "SCENARIOS",
     "STREAM_COLUMNS",
+    "WIRE_COLUMNS",
     "Population",
     "Scenario",
     "StreamSettings",
     "build_population",
     "flight_hours",
     "generate_stream",
+    "home_countries",
+    "home_geolocation_share",
+    "ip_mix",
     "locate_places",
+    "mule_cashouts",
     "read_stream",
+    "scenario_summary",
+    "top_countries",
     "write_stream",
 ]
 
@@ -64,6 +71,8 @@ STREAM_COLUMNS: tuple[str, ...] = (
     "transaction_id", "timestamp", *CANONICAL_COLUMNS, "user_id", "dest_user_id", "dest_is_merchant",
     "ip_address", "device_id", "scenario", "incident", "ip_class",
 )
+#: The columns a stream's rows carry on the wire (to the ingestion service): all but the evaluation labels.
+WIRE_COLUMNS: tuple[str, ...] = tuple(c for c in STREAM_COLUMNS if c not in ("scenario", "incident", "ip_class"))
 #: Where a row's IP address comes from: the account's home IP, its domestic pool, another country, an address in
 #: the home /16 that is not the account's, a hosting (datacenter) network.
 IP_CLASSES: tuple[str, ...] = ("home", "domestic", "foreign", "spoof", "hosting")
@@ -1003,3 +1012,132 @@ def read_stream(path: str | Path) -> pd.DataFrame:
     dtypes = {name: pd.CategoricalDtype(values) for name, values in categories.items()}
     return table[list(STREAM_COLUMNS)].astype({**dtypes, **dict.fromkeys(_BOOL_COLUMNS, bool),
                                                "step": "int32", **dict.fromkeys(text, object)})
+
+
+# --------------------------------------------------------------------------- summaries
+
+#: Scenarios whose rows take the legitimate IP mix, and the two IP frauds (the original system's fraud mix).
+ORDINARY_SCENARIOS: tuple[str, ...] = ("normal", "salary_day", "new_payee")
+IP_FRAUD_SCENARIOS: tuple[str, ...] = ("foreign_ip", "home_spoof")
+
+
+def scenario_summary(stream: pd.DataFrame, rates: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """One row per scenario (``normal`` first): ``fraud``, ``rows``, ``share`` of the stream's rows, ``incidents``
+    (0 for ``normal``), and with ``rates`` (e.g. ``settings.resolved_rates()``) the ``target`` share (NaN for
+    ``normal``)."""
+    names = ["normal", *SCENARIOS]
+    counts = stream["scenario"].astype(str).value_counts().reindex(names, fill_value=0)
+    incidents = stream[stream["scenario"] != "normal"].groupby(stream["scenario"].astype(str))["incident"]
+    table = pd.DataFrame({
+        "fraud": [name != "normal" and SCENARIOS[name].is_fraud for name in names],
+        "rows": counts.to_numpy(np.int64),
+        "share": counts.to_numpy(np.float64) / max(len(stream), 1),
+        "incidents": incidents.nunique().reindex(names, fill_value=0).to_numpy(np.int64),
+    }, index=pd.Index(names, name="scenario"))
+    if rates is not None:
+        table["target"] = [float(rates[name]) if name in rates else np.nan for name in names]
+    return table
+
+
+def ip_mix(stream: pd.DataFrame) -> pd.DataFrame:
+    """Share of each IP class (:data:`IP_CLASSES`) among ordinary rows, IP-fraud rows and all rows, beside the
+    original system's weights (``config.LEGIT_IP_WEIGHTS``, ``config.FRAUD_IP_WEIGHTS``; NaN where it had none).
+
+    Ordinary rows are those of :data:`ORDINARY_SCENARIOS`, IP-fraud rows those of :data:`IP_FRAUD_SCENARIOS`.
+    """
+    def shares(rows: pd.Series) -> np.ndarray:
+        counts = rows.astype(str).value_counts().reindex(list(IP_CLASSES), fill_value=0).to_numpy(np.float64)
+        return counts / max(len(rows), 1)
+
+    legit = dict(zip(("home", "domestic", "foreign"), config.LEGIT_IP_WEIGHTS, strict=True))
+    fraud = dict(zip(("foreign", "spoof"), config.FRAUD_IP_WEIGHTS, strict=True))
+    return pd.DataFrame({
+        "ordinary": shares(stream.loc[stream["scenario"].isin(ORDINARY_SCENARIOS), "ip_class"]),
+        "original_legit": [legit.get(name, np.nan) for name in IP_CLASSES],
+        "ip_fraud": shares(stream.loc[stream["scenario"].isin(IP_FRAUD_SCENARIOS), "ip_class"]),
+        "original_fraud": [fraud.get(name, np.nan) for name in IP_CLASSES],
+        "all_rows": shares(stream["ip_class"]),
+    }, index=pd.Index(IP_CLASSES, name="ip_class"))
+
+
+_CASHOUT_COLUMNS = ("incident", "victim", "mule", "transfer_amount", "cash_out_amount", "transfer_ms",
+                    "cash_out_ms", "minutes", "same_amount", "same_device_and_ip")
+
+
+def mule_cashouts(stream: pd.DataFrame) -> pd.DataFrame:
+    """Each takeover TRANSFER beside the mule's CASH_OUT of the same amount in its incident, read off the wire
+    columns alone: one row per transfer and per cash-out left without a partner (an outer join).
+
+    Equal amounts within an incident (transfers of exactly ``MAX_TRANSFER``) pair up in time order. Columns:
+    ``incident``, ``victim`` and ``mule`` (user ids), ``transfer_amount`` and ``cash_out_amount`` (NaN on a side
+    without a partner), ``transfer_ms``, ``cash_out_ms``, ``minutes`` from transfer to cash-out, ``same_amount``
+    (a partner of that amount exists, from the transfer's recipient), ``same_device_and_ip`` (the cash-out came
+    from the transfer's device and address).
+    """
+    rows = stream[stream["scenario"] == "account_takeover"]
+    sides = []
+    for kind, prefix in (("TRANSFER", "transfer"), ("CASH_OUT", "cash_out")):
+        side = rows[rows["type"] == kind].sort_values("timestamp", kind="stable")
+        side = pd.DataFrame({"incident": side["incident"].to_numpy(), "amount": side["amount"].to_numpy(),
+                             f"{prefix}_user": side["user_id"].to_numpy(),
+                             f"{prefix}_dest": side["dest_user_id"].to_numpy(),
+                             f"{prefix}_ms": side["timestamp"].to_numpy(),
+                             f"{prefix}_where": (side["device_id"] + "@" + side["ip_address"]).to_numpy(),
+                             f"{prefix}_amount": side["amount"].to_numpy()})
+        side["nth"] = side.groupby(["incident", "amount"]).cumcount()
+        sides.append(side)
+    pairs = sides[0].merge(sides[1], on=["incident", "amount", "nth"], how="outer", sort=True)
+    both = pairs["transfer_amount"].notna() & pairs["cash_out_amount"].notna()
+    victim = pairs["transfer_user"].fillna(pairs["cash_out_user"].map(dict(zip(pairs["transfer_dest"],
+                                                                                pairs["transfer_user"],
+                                                                                strict=True))))
+    return pd.DataFrame({
+        "incident": pairs["incident"].astype(np.int64),
+        "victim": victim.astype("Int64"),
+        "mule": pairs["transfer_dest"].fillna(pairs["cash_out_user"]).astype("Int64"),
+        "transfer_amount": pairs["transfer_amount"],
+        "cash_out_amount": pairs["cash_out_amount"],
+        "transfer_ms": pairs["transfer_ms"].astype("Int64"),
+        "cash_out_ms": pairs["cash_out_ms"].astype("Int64"),
+        "minutes": (pairs["cash_out_ms"] - pairs["transfer_ms"]) / _MINUTE_MS,
+        "same_amount": both & (pairs["cash_out_user"] == pairs["transfer_dest"]),
+        "same_device_and_ip": both & (pairs["cash_out_where"] == pairs["transfer_where"]),
+    }, columns=list(_CASHOUT_COLUMNS))
+
+
+def home_countries(stream: pd.DataFrame, population: Population, space: AddressSpace) -> pd.Series:
+    """The home country code of each row's account (``<NA>`` for a party outside the population: a mule)."""
+    accounts = pd.Series(population.country_codes(space), index=population.user_id[:population.accounts])
+    return pd.Series(stream["user_id"].map(accounts).to_numpy(), index=stream.index, dtype="string")
+
+
+def home_geolocation_share(stream: pd.DataFrame, countries: pd.Series, homes: pd.Series) -> float:
+    """The share of rows sent from the account's home IP (``ip_class`` home) whose address geolocates
+    (``countries``, e.g. ``GeoIP.lookup_many(...)["country_code"]``) to the account's home country (``homes``,
+    :func:`home_countries`); a row that does not geolocate counts as a miss. NaN without home rows."""
+    home = (stream["ip_class"] == "home").to_numpy()
+    if not home.any():
+        return float("nan")
+    located = pd.Series(countries).to_numpy(object)[home]
+    expected = pd.Series(homes).to_numpy(object)[home]
+    hits = np.array([isinstance(a, str) and a == b for a, b in zip(located, expected, strict=True)])
+    return float(hits.mean())
+
+
+def top_countries(stream: pd.DataFrame, countries: pd.Series, n: int = 10) -> pd.DataFrame:
+    """Rows per geolocated country of the traffic from abroad: ordinary rows with a foreign IP, travellers,
+    takeovers (foreign and hosting addresses) and ``foreign_ip`` frauds; the ``n`` countries with the most such
+    rows, most first ("?" for addresses that do not geolocate)."""
+    where = pd.Series(pd.Series(countries).to_numpy(object), index=stream.index).fillna("?")
+    groups = {
+        "ordinary_foreign": stream["scenario"].isin(ORDINARY_SCENARIOS) & (stream["ip_class"] == "foreign"),
+        "traveller": stream["scenario"] == "traveller",
+        "account_takeover": stream["scenario"] == "account_takeover",
+        "foreign_ip": stream["scenario"] == "foreign_ip",
+    }
+    table = pd.DataFrame({name: where[mask].value_counts() for name, mask in groups.items()}).fillna(0)
+    table = table.astype(np.int64)
+    table["total"] = table.sum(axis=1)
+    table = table.sort_values(["total"], ascending=False, kind="stable").head(n)
+    table.index.name = "country_code"
+    return table

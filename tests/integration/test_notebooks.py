@@ -23,6 +23,7 @@ import pytest
 
 from fraudlab.config import cache_root
 from fraudlab.exceptions import FraudlabError
+from fraudlab.generate.accounts import FRAUD_SCENARIOS
 from fraudlab.generate.synth import TransactionSynthesizer
 from fraudlab.kafka.admin import end_offsets
 from fraudlab.notebook import canonical_notebook_text, main, read_results, values_table
@@ -181,6 +182,24 @@ def test_03_streams_through_grpc_into_kafka_and_reads_everything_back(tmp_path, 
     # A broker given to the notebook is left running, and holds exactly this run's records.
     assert results["broker_stopped"] is False
     assert sum(end_offsets(kafka_bootstrap, topic).values()) == 3_000
+
+
+
+@pytest.mark.slow
+def test_04_generates_every_scenario_and_geolocates_home_traffic_at_home(tmp_path):
+    results = _execute("04_account_streams.ipynb", tmp_path, accounts=300, days=7, seed=3, fraud_rate=0.02)
+    assert results["rows"] > 0
+    assert results["rows"] == sum(results["scenario_rows"].values())
+    assert set(results["fraud_scenario_rows"]) == set(FRAUD_SCENARIOS)
+    assert all(rows > 0 for rows in results["fraud_scenario_rows"].values()), results["fraud_scenario_rows"]
+    assert results["fraud_rows"] == sum(results["fraud_scenario_rows"].values())
+    assert results["takeover_transfers"] > 0
+    assert results["cash_out_equals_transfer"] is True
+    assert results["cash_out_same_device_and_ip"] is True
+    assert 0 < results["cash_out_max_minutes"] <= results["mule_minutes"]
+    assert results["home_geolocation_share"] >= 0.99
+    assert results["geolocated_share"] >= 0.99
+    assert results["lookups_per_second"] > 0  # a measurement of the machine: recorded, not bounded
 
 
 def test_committed_notebooks_show_each_progress_bar_where_it_ended(tmp_path):

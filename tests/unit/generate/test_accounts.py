@@ -13,16 +13,24 @@ from fraudlab.enrich.geoip import AddressSpace, ipv4_integers
 from fraudlab.exceptions import DataValidationError, InvalidParameterError
 from fraudlab.generate.accounts import (
     FRAUD_SCENARIOS,
+    IP_CLASSES,
     SCENARIOS,
     STREAM_COLUMNS,
+    WIRE_COLUMNS,
     StreamSettings,
     build_population,
     flight_hours,
     generate_stream,
+    home_countries,
+    home_geolocation_share,
+    ip_mix,
     locate_places,
+    mule_cashouts,
     read_stream,
+    scenario_summary,
+    top_countries,
 )
-from fraudlab.generate.synth import DEFAULT_MODEL, TransactionSynthesizer
+from fraudlab.generate.synth import TransactionSynthesizer
 from fraudlab.schema.rules import rule_pass_rates
 
 SETTINGS = StreamSettings(accounts=400, days=30, merchants=60, seed=5, fraud_rate=0.05,
@@ -54,8 +62,8 @@ def space() -> AddressSpace:
 
 
 @pytest.fixture(scope="module")
-def model() -> TransactionSynthesizer:
-    return TransactionSynthesizer.load(DEFAULT_MODEL)
+def model(pretrained_model) -> TransactionSynthesizer:
+    return pretrained_model
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +304,74 @@ def test_read_stream_refuses_a_table_without_the_stream_columns(tmp_path):
     pd.DataFrame({"amount": [1.0]}).to_csv(path, index=False)
     with pytest.raises(DataValidationError, match="missing stream column"):
         read_stream(path)
+
+
+def test_scenario_summary_counts_every_scenario_beside_its_target(stream):
+    table = scenario_summary(stream, SETTINGS.resolved_rates())
+
+    assert list(table.index) == ["normal", *SCENARIOS]
+    assert table["rows"].sum() == len(stream)
+    assert table["share"].sum() == pytest.approx(1.0)
+    assert set(table.index[table["fraud"]]) == set(FRAUD_SCENARIOS)
+    assert table.loc[list(FRAUD_SCENARIOS), "rows"].sum() == stream["is_fraud"].sum()
+    takeover = stream[stream["scenario"] == "account_takeover"]
+    assert table.loc["account_takeover", "incidents"] == takeover["incident"].nunique()
+    assert table.loc["normal", "incidents"] == 0 and np.isnan(table.loc["normal", "target"])
+    assert table.loc[list(FRAUD_SCENARIOS), "target"].sum() == pytest.approx(0.05)
+    assert "target" not in scenario_summary(stream).columns
+
+
+def test_ip_mix_puts_each_class_beside_the_original_systems_weights(stream):
+    mix = ip_mix(stream)
+
+    assert list(mix.index) == list(IP_CLASSES)
+    assert mix[["ordinary", "ip_fraud", "all_rows"]].sum().to_numpy() == pytest.approx([1.0, 1.0, 1.0])
+    assert mix["original_legit"].dropna().to_dict() == {"home": 0.85, "domestic": 0.10, "foreign": 0.05}
+    assert mix["original_fraud"].dropna().to_dict() == {"foreign": 0.80, "spoof": 0.20}
+    assert mix.loc["home", "ordinary"] == pytest.approx(0.85, abs=0.02)
+    assert mix.loc["foreign", "ip_fraud"] + mix.loc["spoof", "ip_fraud"] == pytest.approx(1.0)
+    assert mix.loc["hosting", "all_rows"] == pytest.approx((stream["ip_class"] == "hosting").mean())
+
+
+def test_mule_cashouts_pair_every_transfer_with_its_cash_out(stream):
+    pairs = mule_cashouts(stream)
+    takeover = stream[stream["scenario"] == "account_takeover"]
+
+    assert len(pairs) == (takeover["type"] == "TRANSFER").sum() == (takeover["type"] == "CASH_OUT").sum()
+    assert pairs["same_amount"].all() and pairs["same_device_and_ip"].all()
+    assert (pairs["transfer_amount"] == pairs["cash_out_amount"]).all()
+    assert ((pairs["minutes"] > 0) & (pairs["minutes"] <= SETTINGS.mule_minutes)).all()
+    assert set(pairs["victim"]) == set(takeover.loc[takeover["type"] == "TRANSFER", "user_id"])
+
+
+def test_mule_cashouts_show_a_cash_out_of_another_amount_as_unmatched(stream):
+    changed = stream.copy()
+    cash_out = changed.index[(changed["scenario"] == "account_takeover") & (changed["type"] == "CASH_OUT")][0]
+    changed.loc[cash_out, "amount"] += 1.0
+
+    pairs = mule_cashouts(changed)
+
+    assert (~pairs["same_amount"]).sum() == 2  # the transfer without its cash-out, and the odd cash-out
+    assert pairs["transfer_amount"].isna().sum() == pairs["cash_out_amount"].isna().sum() == 1
+    assert pairs["mule"].notna().all() and pairs["victim"].notna().all()
+
+
+def test_home_rows_geolocate_at_home_and_foreign_traffic_abroad(stream, space, model):
+    homes = home_countries(stream, build_population(SETTINGS, space, model), space)
+    countries = pd.Series(_countries(space, stream["ip_address"]), index=stream.index).replace("", None)
+
+    assert home_geolocation_share(stream, countries, homes) == 1.0
+    mules = stream[(stream["scenario"] == "account_takeover") & (stream["type"] == "CASH_OUT")]
+    assert homes[mules.index].isna().all() and homes[stream["scenario"] == "normal"].notna().all()
+    assert home_geolocation_share(stream, countries.where(stream["ip_class"] != "home", "ZZ"), homes) == 0.0
+    top = top_countries(stream, countries, n=2)
+    assert len(top) == 2 and top["total"].is_monotonic_decreasing
+    assert (top["total"] == top.drop(columns="total").sum(axis=1)).all()
+    everywhere = top_countries(stream, countries, n=100)
+    assert everywhere["foreign_ip"].sum() == (stream["scenario"] == "foreign_ip").sum()
+    assert everywhere["account_takeover"].sum() == (stream["scenario"] == "account_takeover").sum()
+
+
+def test_wire_columns_are_the_stream_columns_without_the_labels(stream):
+    assert tuple(c for c in STREAM_COLUMNS if c not in ("scenario", "incident", "ip_class")) == WIRE_COLUMNS
+    assert {"ip_address", "device_id", "is_fraud", "timestamp"} <= set(stream[list(WIRE_COLUMNS)].columns)
