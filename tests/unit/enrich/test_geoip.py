@@ -280,6 +280,21 @@ def test_draw_stays_inside_the_places_networks_in_proportion_to_their_size():
     assert len(np.unique(second_place)) == 10
 
 
+def test_a_residential_draw_avoids_hosting_ranges_inside_the_place_and_a_plain_one_does_not():
+    """A cloud range inside Berlin's network (1000..1199 of 1000..1299): people at home are drawn outside it."""
+    base = _space()
+    hosting = pd.DataFrame({"first": [1000], "last": [1199], "asn": [16509], "as_organization": ["Amazon.com, Inc."]})
+    space = AddressSpace.from_frames(base.cities, base.networks, hosting)
+    places = np.zeros(20_000, dtype=np.int64)
+
+    residential = space.draw(places, np.random.default_rng(3))
+    plain = space.draw(places, np.random.default_rng(3), residential=False)
+
+    assert space.is_hosting(residential).mean() < 0.01  # half the place is hosting: 0.5 ** 8 left after 8 redraws
+    assert space.is_hosting(plain).mean() == pytest.approx(0.5, abs=0.02)  # 200 of the place's 400 addresses
+    assert space.is_hosting(np.array([999, 1000, 1199, 1200], dtype=np.uint32)).tolist() == [False, True, True, False]
+
+
 def test_draw_keeps_the_input_order_of_places():
     space = _space()
     drawn = space.draw(np.array([1, 0, 1, 0]), np.random.default_rng(1))
