@@ -13,13 +13,15 @@ differently::
     ├── NotFittedError                              fit (or load) the synthesizer first
     ├── ServiceUnavailableError                     a server is not reachable now: start it, or retry later
     │   ├── KafkaTimeoutError                       Kafka kept answering transiently until the deadline
-    │   └── KafkaUnavailableError                   no broker reachable: nothing was published
+    │   ├── KafkaUnavailableError                   no broker reachable: nothing was published
+    │   └── RedisUnavailableError                   the shared Redis state cannot be read or written now
     ├── KafkaPublishError                           Kafka did not confirm every record
     │   └── KafkaUnavailableError
     ├── ServiceError                                the ingestion server cannot be configured or started
     ├── ProducerError                               the producer cannot go on
     ├── BrokerError                                 the local broker cannot be resolved, started or stopped
     │   └── MissingToolError                        java or mvn is absent or too old
+    ├── RedisError                                  the local Redis server cannot be started or stopped
     └── ReadBackMismatchError                       Kafka does not hold exactly what was acknowledged
 
 Messages name the offending setting or value and how to fix it. A library
@@ -43,6 +45,8 @@ __all__ = [
     "NotFittedError",
     "ProducerError",
     "ReadBackMismatchError",
+    "RedisError",
+    "RedisUnavailableError",
     "ServiceError",
     "ServiceUnavailableError",
     "SimulationError",
@@ -106,6 +110,14 @@ class KafkaUnavailableError(KafkaPublishError, ServiceUnavailableError):
 
 class KafkaTimeoutError(ServiceUnavailableError):
     """Raised when Kafka kept answering a metadata or offset query with a transient error until the deadline."""
+
+
+class RedisUnavailableError(ServiceUnavailableError):
+    """Raised when the Redis that holds the workers' shared dedup and rate-limit state does not answer."""
+
+
+class RedisError(FraudlabError):
+    """Raised when the local Redis server cannot be started (binary missing, port taken) or stopped."""
 
 
 class ServiceError(FraudlabError):

@@ -22,6 +22,7 @@ from fraudlab.cli.evaluate import evaluate_command
 from fraudlab.cli.generate import fit, sample, simulate_command
 from fraudlab.cli.ingest import health, produce, serve
 from fraudlab.cli.kafka import consume
+from fraudlab.cli.redis import redis
 from fraudlab.exceptions import FraudlabError
 
 __all__ = ["cli", "main"]
@@ -62,7 +63,7 @@ def _configure_logging(debug: bool) -> None:
         LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG)
 
 
-for _command in (broker, demo, fit, sample, serve, health, produce, consume, evaluate_command, simulate_command):
+for _command in (broker, redis, demo, fit, sample, serve, health, produce, consume, evaluate_command, simulate_command):
     cli.add_command(_command)
 
 
