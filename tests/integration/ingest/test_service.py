@@ -31,7 +31,8 @@ from fraudlab.infra.broker import start_broker, stop_broker
 from fraudlab.infra.process import free_port
 from fraudlab.ingest.channel import check_health
 from fraudlab.ingest.client import ProducerSettings, ProduceSummary, produce
-from fraudlab.ingest.service import SERVICE_NAME, IngestionServer, ServiceSettings, TokenBuckets, transaction_problems
+from fraudlab.ingest.ratelimit import TokenBuckets
+from fraudlab.ingest.service import SERVICE_NAME, IngestionServer, ServiceSettings, transaction_problems
 from fraudlab.kafka.admin import end_offsets
 from fraudlab.kafka.reader import consume_transactions
 from fraudlab.schema.messages import TransactionRequest, now_millis, transaction_to_dict
