@@ -28,7 +28,7 @@ def test_two_ingestion_workers_share_state_in_a_persistent_redis(compose):
     services = compose["services"]
     redis = services["redis"]
     assert redis["image"].startswith("redis:7")
-    assert ["--appendonly", "yes"] == redis["command"][1:3] and "everysec" in redis["command"]
+    assert redis["command"][1:3] == ["--appendonly", "yes"] and "everysec" in redis["command"]
     ingestion = services["ingestion"]
     command = ingestion["command"]
     assert command[command.index("--workers") + 1] == "2"
