@@ -8,7 +8,7 @@ import tomllib
 import yaml
 
 # conda-forge packages whose names differ from PyPI's.
-CONDA_TO_PYPI = {"python-confluent-kafka": "confluent-kafka"}
+CONDA_TO_PYPI = {"python-confluent-kafka": "confluent-kafka", "redis-py": "redis"}
 # Tools the conda environment brings that pip does not install (the broker's JVM and build tools).
 CONDA_ONLY = {"python", "openjdk", "maven", "make", "pip"}
 
