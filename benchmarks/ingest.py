@@ -12,7 +12,12 @@ Each repeat measures, side by side and on the same broker:
 * ``stream @50%``: the same stream paced at half of that repeat's maximum, in
   batches of 1/100 s worth (as ``fraudlab produce --rate`` sends them), for latency;
 * ``raw paced``: the raw producer at that same rate, to show which part of the
-  latency tail is the broker's and the machine's own.
+  latency tail is the broker's and the machine's own;
+* ``Redis, 1 worker`` / ``Redis, 2 workers``: unary c=64 and the max-rate
+  stream again with dedup and rate limits shared in a real local Redis
+  (``fraudlab serve --redis``, then ``--workers 2``), next to the memory
+  backend rows above; the Redis round trips per transaction (EVALSHA calls
+  counted by Redis itself) are printed below the tables.
 
 Every path to Kafka uses ``acks=all``, idempotence and lz4, and a transaction
 counts only once Kafka confirmed it. The servers run as their own processes
@@ -59,6 +64,7 @@ from fraudlab.config import cache_root
 from fraudlab.exceptions import FraudlabError
 from fraudlab.infra.broker import BrokerSettings, LocalBroker
 from fraudlab.infra.process import free_port
+from fraudlab.infra.redis import LocalRedis, RedisSettings
 from fraudlab.ingest.channel import check_health, open_channel
 from fraudlab.ingest.client import ReferenceSource, build_batch, stream_batches, user_pool
 from fraudlab.kafka.admin import ensure_topic
@@ -287,9 +293,22 @@ def quiesce() -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
+    """User + system CPU time so far of process ``pid`` and its children (the workers of ``serve --workers``)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(k) for k in children.read_text().split()] if children.is_file() else []
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(kid) for kid in kids)
+
+
+def evalsha_calls(redis_url: str) -> int:
+    """How many scripts Redis has run (one round trip each), from its own command statistics."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    finally:
+        client.close()
 
 
 def measured(pid: int, run: Callable[[], Result]) -> Result:
@@ -311,6 +330,7 @@ class Plan:
     paced_seconds: float
     window: int
     ghz: Path | None
+    redis_url: str
 
 
 class Bench:
@@ -321,6 +341,7 @@ class Bench:
         self.rng = np.random.default_rng(7)
         self.source = ReferenceSource()
         self.users = user_pool(USERS, self.rng)
+        self.round_trips: dict[str, list[float]] = {}
         self.raw_topic, self.topic = f"bench-raw-{uuid.uuid4().hex[:8]}", f"bench-grpc-{uuid.uuid4().hex[:8]}"
         for name in (self.raw_topic, self.topic):
             ensure_topic(plan.bootstrap, name, partitions=3)
@@ -374,7 +395,25 @@ class Bench:
             half = best.rate / 2
             results.append(self.stream(pid, target, "StreamTransactions paced at 50 % of max", rate=half))
         results.append(self.raw("raw producer paced at the same rate (broker's own tail)", rate=half))
+        for workers in (1, 2):
+            results.extend(self._redis_rows(serve, workers))
         return results
+
+    def _redis_rows(self, serve: list[str], workers: int) -> list[Result]:
+        """Unary c=64 and the max-rate stream with dedup and rate limits in Redis, counting its round trips."""
+        url = self.plan.redis_url
+        name = f"Redis, {workers} worker{'s' if workers > 1 else ''}"
+        rows = []
+        with running_server([*serve, "--redis", url, "--workers", str(workers)]) as (target, pid):
+            phases = ((f"{name}: unary SendTransaction, concurrency 64",
+                       lambda label: self.unary(pid, target, 64, label)),
+                      (f"{name}: StreamTransactions, max rate", lambda label: self.stream(pid, target, label)))
+            for label, run in phases:
+                before = evalsha_calls(url)
+                result = run(label)
+                self.round_trips.setdefault(label, []).append((evalsha_calls(url) - before) / result.transactions)
+                rows.append(result)
+        return rows
 
 
 # --------------------------------------------------------------------------- report
@@ -416,6 +455,12 @@ def per_repeat(repeats: list[list[Result]]) -> str:
     return "\n".join(lines)
 
 
+def round_trip_lines(round_trips: dict[str, list[float]]) -> str:
+    """Redis round trips per transaction of each Redis row (median over repeats)."""
+    return "\n".join(f"Redis round trips per transaction, {label}: {statistics.median(values):.3f}"
+                     for label, values in round_trips.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", help="Kafka to use [default: start a local broker on free ports].")
@@ -426,6 +471,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=8, help="Stream batches in flight.")
     parser.add_argument("--ghz", type=Path, help="ghz binary for the unary rows [default: PATH, then the cache].")
     parser.add_argument("--python-client", action="store_true", help="Drive unary calls from Python even with ghz.")
+    parser.add_argument("--redis", help="Redis URL for the Redis rows [default: start a local redis-server].")
     args = parser.parse_args()
     ghz = None if args.python_client else find_ghz(args.ghz)
     load = os.getloadavg()
@@ -435,7 +481,10 @@ def main() -> None:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fraudlab-bench-")))
             bootstrap = stack.enter_context(LocalBroker(
                 BrokerSettings(port=free_port(), controller_port=free_port(), state_dir=state), purge_on_exit=True))
-        bench = Bench(Plan(bootstrap, args.stream_count, args.unary_seconds, args.paced_seconds, args.window, ghz))
+        redis_url = args.redis or stack.enter_context(LocalRedis(RedisSettings(
+            port=free_port(), state_dir=Path(stack.enter_context(tempfile.TemporaryDirectory()))), purge_on_exit=True))
+        bench = Bench(Plan(bootstrap, args.stream_count, args.unary_seconds, args.paced_seconds, args.window, ghz,
+                           redis_url))
         bench.warm_up()
         repeats = [bench.repeat() for _ in range(args.repeats)]
     driver = f"ghz ({ghz})" if ghz else "a grpc.aio client in the benchmark process"
@@ -445,6 +494,8 @@ def main() -> None:
     print(table(repeats))
     print()
     print(per_repeat(repeats))
+    print()
+    print(round_trip_lines(bench.round_trips))
     print(f"\ntargets: {TARGETS}")
 
 

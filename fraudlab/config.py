@@ -56,6 +56,12 @@ __all__ = [
     "PRODUCER_WINDOW",
     "RATE_BURST",
     "RATE_LIMIT",
+    "REDIS_HOST",
+    "REDIS_KEY_PREFIX",
+    "REDIS_LEASE_S",
+    "REDIS_PORT",
+    "REDIS_TIMEOUT_S",
+    "REDIS_URL",
     "REPLAY_SPEED",
     "SALARY_DAY",
     "SAMPLE_ROWS",
@@ -106,6 +112,19 @@ DEDUP_CAPACITY = 1_000_000
 ACK_TIMEOUT_S = 10.0
 #: Seconds in-flight calls get to finish on shutdown.
 SERVICE_GRACE_S = 10.0
+
+# --------------------------------------------------------------------------- Redis (the workers' shared state)
+
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+#: Where ``fraudlab serve --redis`` and the local server meet when told nothing else.
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+#: Every key fraudlab writes starts with this, so one Redis can hold other data too.
+REDIS_KEY_PREFIX = "fraudlab"
+#: Seconds a worker's lease lives without a heartbeat: after that its pending transactions are taken over.
+REDIS_LEASE_S = 3.0
+#: Seconds a Redis call may take before the call is answered UNAVAILABLE.
+REDIS_TIMEOUT_S = 1.0
 
 # --------------------------------------------------------------------------- the producer (gRPC client)
 

@@ -14,13 +14,15 @@ differently::
     ├── ServiceUnavailableError                     a server is not reachable now: start it, or retry later
     │   ├── KafkaTimeoutError                       Kafka kept answering transiently until the deadline
     │   ├── KafkaUnavailableError                   no broker reachable: nothing was published
-    │   └── RegistryUnavailableError                the package registry cannot be reached: retry, or --registry
+    │   ├── RegistryUnavailableError                the package registry cannot be reached: retry, or --registry
+    │   └── RedisUnavailableError                   the shared Redis state cannot be read or written now
     ├── KafkaPublishError                           Kafka did not confirm every record
     │   └── KafkaUnavailableError
     ├── ServiceError                                the ingestion server cannot be configured or started
     ├── ProducerError                               the producer cannot go on
     ├── BrokerError                                 the local broker cannot be resolved, started or stopped
     │   └── MissingToolError                        java or mvn is absent or too old
+    ├── RedisError                                  the local Redis server cannot be started or stopped
     ├── ReadBackMismatchError                       Kafka does not hold exactly what was acknowledged
     ├── RegistryError                               the package registry lacks the package, version or a file
     │   ├── RegistryUnavailableError
@@ -50,6 +52,8 @@ __all__ = [
     "NotFittedError",
     "ProducerError",
     "ReadBackMismatchError",
+    "RedisError",
+    "RedisUnavailableError",
     "RegistryError",
     "RegistryUnavailableError",
     "ServiceError",
@@ -115,6 +119,14 @@ class KafkaUnavailableError(KafkaPublishError, ServiceUnavailableError):
 
 class KafkaTimeoutError(ServiceUnavailableError):
     """Raised when Kafka kept answering a metadata or offset query with a transient error until the deadline."""
+
+
+class RedisUnavailableError(ServiceUnavailableError):
+    """Raised when the Redis that holds the workers' shared dedup and rate-limit state does not answer."""
+
+
+class RedisError(FraudlabError):
+    """Raised when the local Redis server cannot be started (binary missing, port taken) or stopped."""
 
 
 class ServiceError(FraudlabError):

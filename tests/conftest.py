@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Kafka broker for the session, fresh topics, the repository root.
+"""Shared fixtures: a real Kafka broker and a real Redis for the session, fresh topics, the repository root.
 
 Markers say what a test needs, so ``-m "not kafka"`` runs every unit test
 without a broker. A test that asks for the session broker (``kafka_bootstrap``,
@@ -20,6 +20,7 @@ import pytest
 from fraudlab.config import cache_root
 from fraudlab.infra.broker import BrokerSettings, LocalBroker
 from fraudlab.infra.process import free_port
+from fraudlab.infra.redis import LocalRedis, RedisSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The jar cache of every broker the suite starts: FRAUDLAB_CACHE_DIR like the `fraudlab broker fetch` that
@@ -111,3 +112,15 @@ def pretrained_model():  # -> fraudlab.generate.synth.TransactionSynthesizer
     from fraudlab.generate.synth import DEFAULT_MODEL, TransactionSynthesizer
 
     return TransactionSynthesizer.load(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: ``REDIS_URL`` when set, else a local redis-server on a free port, stopped at the session's end."""
+    external = os.environ.get("REDIS_URL")
+    if external:
+        yield external
+        return
+    settings = RedisSettings(port=free_port(), state_dir=tmp_path_factory.mktemp("redis"))
+    with LocalRedis(settings, purge_on_exit=True) as url:
+        yield url

@@ -54,14 +54,33 @@ __all__ = ["health", "produce", "serve"]
               show_default=True, help="Seconds to wait for Kafka's confirmation before answering UNAVAILABLE.")
 @click.option("--grace", type=click.FloatRange(min=0), default=config.SERVICE_GRACE_S, show_default=True,
               help="Seconds in-flight calls get to finish on SIGTERM/SIGINT.")
+@click.option("--redis", "redis_url", default=None, envvar="REDIS_URL",
+              help="redis://[:password@]host:port/db holding dedup and rate limits shared by all workers "
+              "[env REDIS_URL; default: this process's memory].")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes on one port (SO_REUSEPORT), supervised; more than 1 needs --redis.")
 def serve(bootstrap: str, topic: str, partitions: int, host: str, port: int, tls_cert: Path | None,
-          tls_key: Path | None, tokens: tuple[str, ...], **limits: float) -> None:
+          tls_key: Path | None, tokens: tuple[str, ...], redis_url: str | None, workers: int,
+          **limits: float) -> None:
     """Run the gRPC ingestion service (FraudIngestion) in front of Kafka until SIGTERM/SIGINT."""
     from fraudlab.ingest.service import ServiceSettings, run_server
 
+    if workers > 1 and not redis_url:
+        raise click.UsageError(f"--workers {workers} needs --redis (or REDIS_URL): workers share dedup and rate "
+                               "limits through Redis; one process's memory cannot be shared.")
     settings = ServiceSettings(bootstrap=bootstrap, topic=topic, partitions=partitions, host=host, port=port,
-                               tls_cert=tls_cert, tls_key=tls_key, tokens=tokens, **limits)  # type: ignore[arg-type]
-    run_server(settings, echo=lambda line: click.echo(line, err=True))
+                               tls_cert=tls_cert, tls_key=tls_key, tokens=tokens, redis_url=redis_url,
+                               **limits)  # type: ignore[arg-type]
+    if workers > 1:
+        from fraudlab.ingest.workers import supervise
+
+        supervise(settings, workers, echo=_echo_err)
+    else:
+        run_server(settings, echo=_echo_err)
+
+
+def _echo_err(line: str) -> None:
+    click.echo(line, err=True)
 
 
 @click.command("health")

@@ -23,6 +23,7 @@ from fraudlab.cli.generate import fit, generate_command, sample, simulate_comman
 from fraudlab.cli.geoip import geoip
 from fraudlab.cli.ingest import health, produce, serve
 from fraudlab.cli.kafka import consume
+from fraudlab.cli.redis import redis
 from fraudlab.exceptions import FraudlabError
 
 __all__ = ["cli", "main"]
@@ -63,8 +64,8 @@ def _configure_logging(debug: bool) -> None:
         LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG)
 
 
-for _command in (broker, demo, fit, sample, simulate_command, generate_command, geoip, serve, health, produce, consume,
-                 evaluate_command):
+for _command in (broker, redis, demo, fit, sample, simulate_command, generate_command, geoip, serve, health, produce,
+                 consume, evaluate_command):
     cli.add_command(_command)
 
 

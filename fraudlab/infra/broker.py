@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import atexit
 import base64
-import contextlib
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -33,7 +30,15 @@ from fraudlab import config
 from fraudlab.config import LOG4J_VERSION, SCALA_VERSION, cache_root
 from fraudlab.exceptions import BrokerError
 from fraudlab.infra.maven import copy_dependencies, require_java, require_maven
-from fraudlab.infra.process import die_with_caller_prefix, exclusive_lock, log_tail, port_in_use, reap
+from fraudlab.infra.process import (
+    die_with_caller_prefix,
+    exclusive_lock,
+    live_command_line,
+    log_tail,
+    port_in_use,
+    read_pid,
+    terminate_group,
+)
 
 __all__ = [
     "BrokerSettings",
@@ -313,21 +318,13 @@ def _prepare_storage(settings: BrokerSettings, java: str, classpath: str) -> Non
 
 
 def _read_pid(settings: BrokerSettings) -> int | None:
-    try:
-        return int(settings.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
+    return read_pid(settings.pid_file)
 
 
 def _is_our_broker(pid: int, settings: BrokerSettings) -> bool:
     """True when ``pid`` is a live (not zombie) JVM running this state dir's broker."""
-    proc = Path("/proc") / str(pid)
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X") and "kafka.Kafka" in cmdline and str(settings.state) in cmdline
+    cmdline = live_command_line(pid)
+    return cmdline is not None and "kafka.Kafka" in cmdline and str(settings.state) in cmdline
 
 
 def _answers_admin_requests(bootstrap: str, timeout: float) -> bool:
@@ -452,20 +449,7 @@ def stop_broker(settings: BrokerSettings | None = None, *, timeout: float = 30.0
 
 
 def _terminate(pid: int, settings: BrokerSettings, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _is_our_broker(pid, settings):
-            break
-        time.sleep(0.1)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        while _is_our_broker(pid, settings):
-            time.sleep(0.05)
-    # It has exited; when it was this process's child it is a zombie until its status is collected.
-    reap(pid)
+    terminate_group(pid, lambda: _is_our_broker(pid, settings), timeout)
 
 
 class LocalBroker:

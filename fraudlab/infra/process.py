@@ -6,15 +6,26 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fraudlab import config
 
-__all__ = ["die_with_caller_prefix", "exclusive_lock", "free_port", "log_tail", "port_in_use", "reap"]
+__all__ = [
+    "die_with_caller_prefix",
+    "exclusive_lock",
+    "free_port",
+    "live_command_line",
+    "log_tail",
+    "port_in_use",
+    "read_pid",
+    "reap",
+    "terminate_group",
+]
 
 
 def free_port(host: str = config.BROKER_HOST) -> int:
@@ -82,3 +93,38 @@ def log_tail(path: Path, lines: int = 20) -> str:
     if not path.is_file():
         return "(no log written)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The pid a launcher wrote to ``pid_file``; None when there is none (never started, or stopped)."""
+    try:
+        return int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def live_command_line(pid: int) -> str | None:
+    """The command line of ``pid`` while it is alive (not a zombie), else None; launchers match it to their server."""
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if state in ("Z", "X") else cmdline
+
+
+def terminate_group(pid: int, alive: Callable[[], bool], timeout: float) -> None:
+    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout`` s, wait until ``alive()`` is False, reap."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while alive():
+            time.sleep(0.05)
+    # It has exited; when it was this process's child it is a zombie until its status is collected.
+    reap(pid)

@@ -7,13 +7,15 @@ Kafka confirmed it (``acks=all``, idempotent producer). When Kafka cannot be
 reached the call fails with ``UNAVAILABLE``, never with a success.
 
 Resending is always safe. Every published ``transaction_id`` is remembered for
-a window (time and count bounded); a repeat is acknowledged without being
-published again, and a repeat of a transaction still in flight waits for the
-original's verdict. A client that retries everything it did not see
-acknowledged therefore ends with every transaction in the topic exactly once.
+a window (``dedup.py``: in this process's memory, or shared by every worker in
+Redis); a repeat is acknowledged without being published again, and a repeat
+of a transaction still in flight waits for the original's verdict. A client
+that retries everything it did not see acknowledged therefore ends with every
+transaction in the topic exactly once (at least once after a worker crash:
+what it had in flight may be published again).
 
 The server binds loopback by default and offers TLS, bearer tokens, a per-user
-token-bucket rate limit, a maximum message size, standard health checking and
+token-bucket rate limit (``ratelimit.py``, shared in Redis too), a maximum message size, standard health checking and
 server reflection. SIGTERM/SIGINT stop it gracefully: health turns
 NOT_SERVING, streams stop reading and answer what they already published,
 in-flight calls finish, the producer flushes.
@@ -31,13 +33,12 @@ import functools
 import gc
 import hmac
 import ipaddress
-import itertools
 import logging
 import math
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,17 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from fraudlab import config
-from fraudlab.exceptions import KafkaTimeoutError, KafkaUnavailableError, ServiceError
+from fraudlab.exceptions import (
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    RedisUnavailableError,
+    ServiceError,
+    ServiceUnavailableError,
+)
 from fraudlab.ingest.channel import channel_options
+from fraudlab.ingest.dedup import Claim, Dedup, MemoryDedup, RedisDedup
+from fraudlab.ingest.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from fraudlab.ingest.redis_state import RedisState, redacted
 from fraudlab.kafka.admin import ensure_topic
 from fraudlab.kafka.publisher import AsyncPublisher, Delivery
 from fraudlab.schema.messages import IngestionResponse, TransactionRequest
@@ -66,7 +76,6 @@ __all__ = [
     "SERVICE_NAME",
     "IngestionServer",
     "ServiceSettings",
-    "TokenBuckets",
     "is_ip_address",
     "run_server",
     "serve",
@@ -100,7 +109,12 @@ class ServiceSettings:
         rate_limit: transactions per second allowed per ``user_id``; 0 disables.
         rate_burst: token-bucket depth per user.
         dedup_window: seconds a published ``transaction_id`` is remembered...
-        dedup_capacity: ...and at most this many ids (the oldest are forgotten first).
+        dedup_capacity: ...and at most this many ids (the oldest are forgotten first; memory backend only).
+        redis_url: ``redis://[:password@]host:port/db`` of the Redis holding dedup and rate-limit state shared
+            by every worker; None keeps both in this process's memory.
+        redis_lease: seconds a worker counts as alive without renewing its lease in Redis; after that another
+            worker takes over (publishes again) what it had in flight.
+        reuse_port: bind with SO_REUSEPORT, so several worker processes share ``port`` (``--workers``).
         max_message_bytes: largest request or response accepted.
         ack_timeout: seconds to wait for Kafka's confirmation before answering UNAVAILABLE.
         grace: seconds in-flight calls get to finish on shutdown.
@@ -123,6 +137,9 @@ class ServiceSettings:
     rate_burst: float = config.RATE_BURST
     dedup_window: float = config.DEDUP_WINDOW_S
     dedup_capacity: int = config.DEDUP_CAPACITY
+    redis_url: str | None = field(default=None, repr=False)
+    redis_lease: float = config.REDIS_LEASE_S
+    reuse_port: bool = False
     max_message_bytes: int = config.MAX_MESSAGE_BYTES
     ack_timeout: float = config.ACK_TIMEOUT_S
     grace: float = config.SERVICE_GRACE_S
@@ -149,6 +166,7 @@ class ServiceSettings:
             ("rate_burst", self.rate_limit == 0 or self.rate_burst >= 1, ">= 1 when rate_limit is set"),
             ("dedup_window", self.dedup_window > 0, "> 0 seconds"),
             ("dedup_capacity", self.dedup_capacity >= 1, "at least 1"),
+            ("redis_lease", self.redis_lease > 0, "> 0 seconds"),
             ("max_message_bytes", self.max_message_bytes >= 4096, "at least 4096"),
             ("ack_timeout", self.ack_timeout > 0, "> 0 seconds"),
             ("grace", self.grace >= 0, ">= 0 seconds"),
@@ -225,132 +243,25 @@ def is_ip_address(text: str) -> bool:
     return True
 
 
-class TokenBuckets:
-    """One token bucket per key: ``rate`` tokens per second, at most ``burst`` saved up.
-
-    Each bucket is kept as a single number, the time at which it will be full
-    again (the "generic cell rate algorithm", which admits exactly what a token
-    bucket admits): one dict lookup and one store per call, which halves the
-    rate limit's share of the server's per-transaction cost. The dict holds
-    only numbers, so the garbage collector never walks it, and buckets that are
-    full again are dropped now and then, so memory follows the recently active
-    users, not all users ever seen.
-    """
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._interval = 1.0 / rate
-        self._allowance = (burst - 1.0) / rate
-        self._full_at: dict[int, float] = {}
-        self._next_prune = 0.0
-
-    def take(self, key: int, now: float) -> bool:
-        """Spend one token of ``key``'s bucket at monotonic time ``now``; False when it is empty."""
-        full_at = self._full_at.get(key, now)
-        if full_at < now:
-            full_at = now
-        if full_at - now > self._allowance:
-            return False
-        self._full_at[key] = full_at + self._interval
-        return True
-
-    def prune(self, now: float) -> None:
-        """Forget buckets that are full again (at most every few seconds)."""
-        if now < self._next_prune:
-            return
-        self._next_prune = now + 5.0
-        for key in [key for key, full_at in self._full_at.items() if full_at <= now]:
-            del self._full_at[key]
-
-
-class _RecentIds:
-    """Which ``transaction_id`` was published recently, and whether its delivery is settled.
-
-    ``_ids`` maps an id to the serial number of the delivery that carried it;
-    ``_open`` keeps only deliveries still in flight or with failures, so a
-    confirmed id costs a str and an int. Both are plain dicts of atomic values
-    that the garbage collector never visits: an ``OrderedDict`` of delivery
-    objects made every full collection walk a million entries, pausing the
-    server for a tenth of a second.
-
-    An id is forgotten after ``window`` seconds or when more than ``capacity``
-    ids are held, batch by batch, oldest first; but never while its delivery
-    is still in flight, since forgetting it then would let a retry publish it
-    a second time.
-    """
-
-    def __init__(self, window: float, capacity: int) -> None:
-        self.window = window
-        self.capacity = capacity
-        self._ids: dict[str, int] = {}
-        self._open: dict[int, Delivery] = {}
-        self._batches: collections.deque[tuple[float, int, tuple[str, ...]]] = collections.deque()
-        self._serials = itertools.count()
-
-    def prior(self, transaction_id: str) -> Delivery | bool:
-        """False when the id is unknown or its earlier delivery failed; True when it was confirmed; else the
-        delivery still in flight."""
-        serial = self._ids.get(transaction_id)
-        if serial is None:
-            return False
-        delivery = self._open.get(serial)
-        if delivery is None:
-            return True
-        return transaction_id not in delivery.failed_ids and delivery
-
-    def add(self, transaction_ids: set[str], delivery: Delivery, now: float) -> None:
-        """Remember ``transaction_ids`` as carried by ``delivery``."""
-        serial = next(self._serials)
-        self._ids.update(dict.fromkeys(transaction_ids, serial))
-        self._open[serial] = delivery
-        self._batches.append((now, serial, tuple(transaction_ids)))
-        delivery.future.add_done_callback(lambda _: self._settled(serial))
-
-    def _settled(self, serial: int) -> None:
-        delivery = self._open.get(serial)
-        if delivery is not None and not delivery.failed_ids:
-            del self._open[serial]
-
-    def expire(self, now: float) -> None:
-        horizon = now - self.window
-        batches, ids, open_ = self._batches, self._ids, self._open
-        while batches:
-            created, serial, members = batches[0]
-            pending = open_.get(serial)
-            if (pending is not None and not pending.future.done()) or (
-                    created > horizon and len(ids) <= self.capacity):
-                return
-            batches.popleft()
-            open_.pop(serial, None)
-            for transaction_id in members:
-                if ids.get(transaction_id) == serial:
-                    del ids[transaction_id]
-
-
 # --------------------------------------------------------------------------- the servicer
 
 
 class _Admission:
     """A batch after validation, deduplication and rate limiting: what was published and what must be awaited."""
 
-    __slots__ = ("batch_id", "count", "delivery", "duplicates", "errors", "started", "unavailable", "waits")
+    __slots__ = ("batch_id", "count", "delivery", "duplicates", "errors", "recorded", "started", "unavailable",
+                 "waits")
 
     def __init__(self, batch_id: int, count: int, started: float) -> None:
         self.batch_id = batch_id
         self.count = count
         self.started = started
         self.delivery: Delivery | None = None
-        self.waits: list[tuple[str, Delivery]] = []
+        self.recorded: Awaitable[None] | None = None
+        self.waits: list[str] = []
         self.errors: list[RecordError] = []
         self.duplicates = 0
-        self.unavailable: str | None = None
-
-    def repeat_of(self, transaction_id: str, prior: Delivery | bool) -> None:
-        """Count a repeat of a confirmed (True) or in-flight transaction; one in flight is acknowledged with it."""
-        self.duplicates += 1
-        if isinstance(prior, Delivery) and not prior.future.done():
-            self.waits.append((transaction_id, prior))
+        self.unavailable: ServiceUnavailableError | None = None
 
     def response(self) -> BatchResponse:
         rejected = len(self.errors)
@@ -407,12 +318,14 @@ def _add_ingestion_service(servicer: _IngestionServicer, server: grpc.aio.Server
 class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
     """``fraud.FraudIngestion``: admit transactions, publish them, answer after Kafka's verdict."""
 
-    def __init__(self, settings: ServiceSettings, publisher: AsyncPublisher) -> None:
+    def __init__(self, settings: ServiceSettings, publisher: AsyncPublisher, dedup: Dedup,
+                 limiter: RateLimiter | None) -> None:
         self._settings = settings
         self._publisher = publisher
-        self._recent = _RecentIds(settings.dedup_window, settings.dedup_capacity)
-        self._limiter = TokenBuckets(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
+        self._dedup = dedup
+        self._limiter = limiter
         self._readers: set[asyncio.Task[None]] = set()
+        self._admitting: set[asyncio.Future[_Admission]] = set()
         self._draining = False
 
     def drain(self) -> None:
@@ -421,86 +334,139 @@ class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
         for reader in list(self._readers):
             reader.cancel()
 
-    # ---- admission (synchronous: no await, so a batch is published whole or not at all)
-    def _admit(self, transactions: Sequence[TransactionRequest], batch_id: int = 0) -> _Admission:
-        """Validate, drop repeats, rate-limit and publish one batch (this loop is the server's hot path)."""
+    # ---- admission
+    async def _admit(self, transactions: Sequence[TransactionRequest], batch_id: int = 0) -> _Admission:
+        """Validate, drop repeats, rate-limit and publish one batch, whole or not at all.
+
+        It runs shielded from cancellation (a stream closed or drained mid-way):
+        claims taken in Redis are then still published and recorded, or released.
+        With the memory backends nothing in here suspends, so the batch is one
+        uninterrupted step of the event loop, as before there were backends.
+        """
+        admission = asyncio.ensure_future(self._admission(transactions, batch_id))
+        self._admitting.add(admission)
+        admission.add_done_callback(self._admitting.discard)
+        return await asyncio.shield(admission)
+
+    async def _admission(self, transactions: Sequence[TransactionRequest], batch_id: int) -> _Admission:
         now = time.monotonic()
-        latest_ms = time.time_ns() // 1_000_000 + self._settings.max_future_ms
-        self._recent.expire(now)
-        limiter = self._limiter
-        if limiter is not None:
-            limiter.prune(now)
         admission = _Admission(batch_id, len(transactions), now)
+        candidates = self._validated(transactions, admission)
+        if not candidates:
+            return admission
+        try:
+            claims = await self._dedup.claim(list(candidates), now)
+        except RedisUnavailableError as exc:
+            admission.unavailable = exc
+            return admission
+        fresh: list[tuple[int, TransactionRequest]] = []
+        for (transaction_id, entry), claim in zip(candidates.items(), claims, strict=True):
+            if claim is Claim.NEW:
+                fresh.append(entry)
+            else:
+                admission.duplicates += 1
+                if claim is Claim.PENDING:
+                    admission.waits.append(transaction_id)
+        try:
+            fresh = await self._rate_limited(fresh, admission, now)
+        except RedisUnavailableError as exc:
+            self._dedup.release([message.transaction_id for _, message in fresh])
+            admission.unavailable = exc
+            return admission
+        if fresh:
+            self._publish(fresh, admission, now)
+        return admission
+
+    def _validated(self, transactions: Sequence[TransactionRequest],
+                   admission: _Admission) -> dict[str, tuple[int, TransactionRequest]]:
+        """The valid records by id, first copy of each (this loop is the server's hot path); the rest are errors."""
+        latest_ms = time.time_ns() // 1_000_000 + self._settings.max_future_ms
         errors = admission.errors
-        records: list[dict[str, bytes]] = []
-        fresh: set[str] = set()
-        prior_of = self._recent.prior
-        take = limiter.take if limiter is not None else None
-        publish = records.append
+        candidates: dict[str, tuple[int, TransactionRequest]] = {}
         for index, message in enumerate(transactions):
             transaction_id = message.transaction_id
             problems = _problems(message, latest_ms)
             if problems:
                 errors.append(RecordError(index=index, transaction_id=transaction_id, code="INVALID_ARGUMENT",
                                           message=f"transaction {transaction_id!r}: " + "; ".join(problems)))
-                continue
-            if transaction_id in fresh:
+            elif transaction_id in candidates:
                 admission.duplicates += 1
-                continue
-            prior = prior_of(transaction_id)
-            if prior:
-                admission.repeat_of(transaction_id, prior)
-                continue
-            user_id = message.user_id
-            if take is not None and not take(user_id, now):
-                errors.append(RecordError(
-                    index=index, transaction_id=transaction_id, code="RESOURCE_EXHAUSTED",
-                    message=f"user_id={user_id} exceeded the rate limit of {self._settings.rate_limit:g} "
-                            f"transactions/s (burst {self._settings.rate_burst:g}); resend later"))
-                continue
-            fresh.add(transaction_id)
-            publish({"value": message.SerializeToString(), "key": str(user_id).encode()})
-        if records:
-            try:
-                admission.delivery = self._publisher.publish(records)
-            except KafkaUnavailableError as exc:
-                admission.unavailable = str(exc)
-                return admission
-            self._recent.add(fresh, admission.delivery, now)
-        return admission
+            else:
+                candidates[transaction_id] = (index, message)
+        return candidates
+
+    async def _rate_limited(self, fresh: list[tuple[int, TransactionRequest]], admission: _Admission,
+                            now: float) -> list[tuple[int, TransactionRequest]]:
+        """The records the users' token buckets admit, in order; the others are RESOURCE_EXHAUSTED and released."""
+        limiter = self._limiter
+        if limiter is None or not fresh:
+            return fresh
+        wanted = collections.Counter(message.user_id for _, message in fresh)
+        granted = await limiter.grant(wanted, now)
+        admitted, refused = [], []
+        for entry in fresh:
+            user_id = entry[1].user_id
+            if granted[user_id] > 0:
+                granted[user_id] -= 1
+                admitted.append(entry)
+            else:
+                refused.append(entry)
+        for index, message in refused:
+            admission.errors.append(RecordError(
+                index=index, transaction_id=message.transaction_id, code="RESOURCE_EXHAUSTED",
+                message=f"user_id={message.user_id} exceeded the rate limit of {limiter.rate:g} "
+                        f"transactions/s (burst {limiter.burst:g}); resend later"))
+        if refused:
+            admission.errors.sort(key=lambda error: error.index)
+            self._dedup.release([message.transaction_id for _, message in refused])
+        return admitted
+
+    def _publish(self, fresh: list[tuple[int, TransactionRequest]], admission: _Admission, now: float) -> None:
+        records = [{"value": message.SerializeToString(), "key": str(message.user_id).encode()}
+                   for _, message in fresh]
+        ids = [message.transaction_id for _, message in fresh]
+        try:
+            admission.delivery = self._publisher.publish(records)
+        except KafkaUnavailableError as exc:
+            self._dedup.release(ids)
+            admission.unavailable = exc
+            return
+        admission.recorded = self._dedup.track(ids, admission.delivery, now)
 
     async def _settle(self, admission: _Admission) -> None:
-        """Wait for Kafka's verdict on everything ``admission`` depends on.
+        """Wait for Kafka's verdict on everything ``admission`` depends on, and for its own to be recorded.
 
         Raises:
-            KafkaUnavailableError: Kafka refused a record or did not confirm within ``ack_timeout``.
+            ServiceUnavailableError: Kafka refused a record or did not confirm within ``ack_timeout``, an
+                earlier copy of a repeat was not confirmed, or Redis did not answer.
         """
         if admission.unavailable is not None:
-            raise KafkaUnavailableError(admission.unavailable)
-        deliveries = [prior for _, prior in admission.waits]
-        if admission.delivery is not None:
-            deliveries.append(admission.delivery)
-        pending = {d.future for d in deliveries if not d.future.done()}
-        if pending:
-            remaining = admission.started + self._settings.ack_timeout - time.monotonic()
-            _, late = await asyncio.wait(pending, timeout=max(remaining, 0.0))
-            if late:
-                raise KafkaUnavailableError(
-                    f"Kafka at {self._publisher.bootstrap} did not confirm within {self._settings.ack_timeout:g} s; "
-                    "the transactions were not acknowledged, resend them later"
-                )
+            raise admission.unavailable
+        deadline = admission.started + self._settings.ack_timeout
+        if admission.waits:
+            await self._dedup.wait(admission.waits, deadline)
         own = admission.delivery
-        if own is not None and own.failed_ids:
+        if own is None:
+            return
+        if not own.future.done():
+            await asyncio.wait({own.future}, timeout=max(deadline - time.monotonic(), 0.0))
+        if not own.future.done():
+            raise KafkaUnavailableError(
+                f"Kafka at {self._publisher.bootstrap} did not confirm within {self._settings.ack_timeout:g} s; "
+                "the transactions were not acknowledged, resend them later"
+            )
+        if own.failed_ids:
             raise KafkaUnavailableError(
                 f"Kafka at {self._publisher.bootstrap} did not take {len(own.failed_ids)} transaction(s) "
                 f"({own.error}); they were not acknowledged, resend them later"
             )
-        for transaction_id, prior in admission.waits:
-            if transaction_id in prior.failed_ids:
-                raise KafkaUnavailableError(
-                    f"the earlier copy of transaction {transaction_id!r} was not confirmed by Kafka ({prior.error}); "
-                    "resend it later"
-                )
+        recorded = asyncio.ensure_future(admission.recorded) if admission.recorded is not None else None
+        if recorded is not None and not recorded.done():
+            await asyncio.wait({recorded}, timeout=max(deadline - time.monotonic(), 0.0))
+            if not recorded.done():
+                raise RedisUnavailableError(
+                    "Kafka confirmed the transactions but Redis did not record them as published in time; "
+                    "resend them later (they will be acknowledged as duplicates)")
 
     # ---- RPCs
     async def SendTransaction(
@@ -511,13 +477,13 @@ class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         if self._draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
-        admission = self._admit([request])
+        admission = await self._admit([request])
         if admission.errors:
             error = admission.errors[0]
             await context.abort(grpc.StatusCode[error.code], error.message)
         try:
             await self._settle(admission)
-        except KafkaUnavailableError as exc:
+        except ServiceUnavailableError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         if admission.duplicates:
             return IngestionResponse(success=True, message=(
@@ -542,7 +508,7 @@ class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
             while (admission := await admitted.get()) is not None:
                 try:
                     await self._settle(admission)
-                except KafkaUnavailableError as exc:
+                except ServiceUnavailableError as exc:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                 window.release()
                 yield admission.response()
@@ -570,7 +536,7 @@ class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
                     return
                 if isinstance(batch, _Unparseable):
                     raise _MalformedRequestError(batch.describe())
-                admission = self._admit(batch.transactions, batch.batch_id)
+                admission = await self._admit(batch.transactions, batch.batch_id)
                 admitted.put_nowait(admission)
                 if admission.unavailable is not None:
                     return
@@ -659,28 +625,49 @@ class _MethodAwarePool:
         return getattr(self._pool, name)
 
 
+def _state_backends(settings: ServiceSettings, redis_state: RedisState | None) -> tuple[Dedup, RateLimiter | None]:
+    """Dedup and rate limit in this process's memory, or shared through ``redis_state``."""
+    limited = settings.rate_limit > 0
+    if redis_state is None:
+        return (MemoryDedup(settings.dedup_window, settings.dedup_capacity),
+                MemoryRateLimiter(settings.rate_limit, settings.rate_burst) if limited else None)
+    return (RedisDedup(redis_state, settings.dedup_window),
+            RedisRateLimiter(redis_state, settings.rate_limit, settings.rate_burst) if limited else None)
+
+
 class _Runtime:
-    """One running server on the current event loop: the grpc.aio server, its servicers and the publisher."""
+    """One running server on the current event loop: the grpc.aio server, its servicers, the publisher, Redis."""
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.port: int | None = None
         self._health = health_aio.HealthServicer()
         self._publisher = AsyncPublisher(settings.bootstrap, settings.topic, overrides=settings.producer_overrides,
-                                         on_availability=self._kafka_availability)
-        self._servicer = _IngestionServicer(settings, self._publisher)
+                                         on_availability=functools.partial(self._availability, "Kafka"))
+        self._redis = None if settings.redis_url is None else RedisState(
+            settings.redis_url, lease=settings.redis_lease,
+            on_availability=functools.partial(self._availability, "Redis"))
+        self._dedup, limiter = _state_backends(settings, self._redis)
+        self._servicer = _IngestionServicer(settings, self._publisher, self._dedup, limiter)
         self._server: grpc.aio.Server | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._unreachable: set[str] = set()
+
+    @property
+    def redis_state(self) -> RedisState | None:
+        """The connection to the shared Redis (None with the memory backends); its ``round_trips`` are counted."""
+        return self._redis
 
     async def start(self) -> int:
-        """Make sure the topic exists, open the producer, bind and start serving; return the bound port."""
+        """Connect to Redis, make sure the topic exists, open the producer, bind and serve; return the bound port."""
         settings = self.settings
+        if self._redis is not None:
+            await self._redis.open()
         await asyncio.to_thread(self._ensure_topic)
         self._publisher.open()
         interceptors = [_BearerTokenInterceptor(settings.tokens)] if settings.tokens else []
-        server = grpc.aio.server(
-            interceptors=interceptors, options=[*channel_options(settings.max_message_bytes), ("grpc.so_reuseport", 0)]
-        )
+        server = grpc.aio.server(interceptors=interceptors, options=[
+            *channel_options(settings.max_message_bytes), ("grpc.so_reuseport", int(settings.reuse_port))])
         _add_ingestion_service(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server,
@@ -727,9 +714,16 @@ class _Runtime:
                                "choose another with --port / --host.")
         return port
 
-    def _kafka_availability(self, reachable: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if reachable else health_pb2.HealthCheckResponse.NOT_SERVING
-        _log.warning("Kafka at %s became %s", self.settings.bootstrap, "reachable" if reachable else "unreachable")
+    def _availability(self, dependency: str, reachable: bool) -> None:
+        """Health follows Kafka and Redis: SERVING only while both are reachable."""
+        if reachable:
+            self._unreachable.discard(dependency)
+        else:
+            self._unreachable.add(dependency)
+        if dependency == "Kafka":
+            _log.warning("Kafka at %s became %s", self.settings.bootstrap, "reachable" if reachable else "unreachable")
+        serving = not self._unreachable
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", SERVICE_NAME):
             task = asyncio.ensure_future(self._health.set(service, status))
             self._background.add(task)
@@ -743,6 +737,9 @@ class _Runtime:
             await self._server.stop(self.settings.grace if grace is None else grace)
             self._server = None
         unconfirmed = await self._publisher.close(self.settings.flush_timeout)
+        await self._dedup.close()
+        if self._redis is not None:
+            await self._redis.close()
         if unconfirmed:
             _log.error("%d records were still unconfirmed by Kafka at shutdown (none of them was acknowledged)",
                        unconfirmed)
@@ -752,7 +749,8 @@ class _Runtime:
 def _describe(settings: ServiceSettings, port: int) -> str:
     security = "TLS" if settings.tls_cert else "plaintext"
     auth = "bearer tokens" if settings.tokens else "no authentication"
-    return (f"fraudlab ingestion listening on {settings.host}:{port} ({security}, {auth}); "
+    state = f"shared state in Redis {redacted(settings.redis_url)}" if settings.redis_url else "state in memory"
+    return (f"fraudlab ingestion listening on {settings.host}:{port} ({security}, {auth}, {state}); "
             f"publishing to Kafka {settings.bootstrap} topic {settings.topic!r}")
 
 

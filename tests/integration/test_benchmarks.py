@@ -29,6 +29,10 @@ ROWS = (
     "StreamTransactions, max rate",
     "StreamTransactions paced at 50 % of max",
     "raw producer paced at the same rate (broker's own tail)",
+    "Redis, 1 worker: unary SendTransaction, concurrency 64",
+    "Redis, 1 worker: StreamTransactions, max rate",
+    "Redis, 2 workers: unary SendTransaction, concurrency 64",
+    "Redis, 2 workers: StreamTransactions, max rate",
 )
 
 
@@ -73,6 +77,9 @@ def test_ingest_benchmark_reports_every_row_for_every_repeat(kafka_bootstrap):
     assert re.search(r"^\| raw confluent-kafka producer \(no gRPC\) \|[^|]+\|[^|]+\| 100 % \|", out, re.M)
     repeats = re.findall(r"^\| (\d) \| [\d,]+ \| [\d,]+ \(\d+ %\) \|", out, re.M)
     assert repeats == ["1", "2"]
+    trips = dict(re.findall(r"^Redis round trips per transaction, (.+): ([\d.]+)$", out, re.M))
+    assert set(trips) == {row for row in ROWS if row.startswith("Redis")}
+    assert all(float(value) > 0 for value in trips.values()), trips
 
 
 @pytest.mark.slow

@@ -16,11 +16,23 @@ def compose(repo_root):
 
 def test_services_and_their_start_order(compose):
     services = compose["services"]
-    assert set(services) == {"kafka", "ingestion", "producer"}
-    assert services["ingestion"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert set(services) == {"kafka", "redis", "ingestion", "producer"}
+    assert services["ingestion"]["depends_on"] == {"kafka": {"condition": "service_healthy"},
+                                                   "redis": {"condition": "service_healthy"}}
     assert services["producer"]["depends_on"] == {"ingestion": {"condition": "service_healthy"}}
-    for name in ("kafka", "ingestion"):
+    for name in ("kafka", "redis", "ingestion"):
         assert services[name]["healthcheck"]["test"], f"{name} needs a healthcheck"
+
+
+def test_two_ingestion_workers_share_state_in_a_persistent_redis(compose):
+    services = compose["services"]
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:7")
+    assert redis["command"][1:3] == ["--appendonly", "yes"] and "everysec" in redis["command"]
+    ingestion = services["ingestion"]
+    command = ingestion["command"]
+    assert command[command.index("--workers") + 1] == "2"
+    assert ingestion["environment"]["REDIS_URL"] == "redis://redis:6379/0"
 
 
 def test_kafka_is_single_node_kraft_from_the_official_image(compose):

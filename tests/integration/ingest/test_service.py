@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import grpc
@@ -24,43 +23,23 @@ from click.testing import CliRunner
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from ingest_helpers import produce_in_background as _produce_in_background
+from ingest_helpers import read_all as _read_all
+from ingest_helpers import stub as _stub
+from ingest_helpers import tx as _tx
 
 from fraudlab.cli import cli
 from fraudlab.exceptions import FraudlabError, ProducerError, ServiceError
 from fraudlab.infra.broker import start_broker, stop_broker
 from fraudlab.infra.process import free_port
 from fraudlab.ingest.channel import check_health
-from fraudlab.ingest.client import ProducerSettings, ProduceSummary, produce
-from fraudlab.ingest.service import SERVICE_NAME, IngestionServer, ServiceSettings, TokenBuckets, transaction_problems
+from fraudlab.ingest.client import ProducerSettings, produce
+from fraudlab.ingest.ratelimit import TokenBuckets
+from fraudlab.ingest.service import SERVICE_NAME, IngestionServer, ServiceSettings, transaction_problems
 from fraudlab.kafka.admin import end_offsets
-from fraudlab.kafka.reader import consume_transactions
 from fraudlab.schema.messages import TransactionRequest, now_millis, transaction_to_dict
 from fraudlab.schema.proto import fraud_pb2, fraud_pb2_grpc
 from fraudlab.schema.proto.fraud_pb2 import TransactionBatch
-
-
-def _tx(**overrides: object) -> TransactionRequest:
-    values: dict[str, object] = dict(
-        transaction_id=str(uuid.uuid4()), user_id=1_231_006_815, amount=9839.64, timestamp=now_millis(),
-        is_fraud=False, type="PAYMENT", old_balance_orig=170_136.0, new_balance_orig=160_296.36,
-        old_balance_dest=0.0, new_balance_dest=0.0, is_unauthorized_overdraft=0.0,
-    )
-    values.update(overrides)
-    return TransactionRequest(**values)
-
-
-def _read_all(bootstrap: str, topic: str) -> list[TransactionRequest]:
-    """Every record of ``topic``, read from offset 0 up to the current end of each partition."""
-    ends = end_offsets(bootstrap, topic)
-    total = sum(ends.values())
-    if total == 0:
-        return []
-    return consume_transactions(bootstrap, topic=topic, start_offsets=dict.fromkeys(ends, 0), max_messages=total)
-
-
-def _stub(target: str, credentials: grpc.ChannelCredentials | None = None) -> fraud_pb2_grpc.FraudIngestionStub:
-    channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
-    return fraud_pb2_grpc.FraudIngestionStub(channel)
 
 
 def _stream(stub: fraud_pb2_grpc.FraudIngestionStub, *batches: list[TransactionRequest], **kwargs: object) -> list:
@@ -413,21 +392,6 @@ def test_cli_produce_health_and_consume_work_together(server, kafka_bootstrap, t
 
 
 # --------------------------------------------------------------------------- failures
-
-
-def _produce_in_background(settings: ProducerSettings, acknowledged: set[str]) -> tuple[threading.Thread, dict]:
-    outcome: dict[str, ProduceSummary | BaseException] = {}
-
-    def run() -> None:
-        try:
-            outcome["summary"] = produce(settings, on_accepted=lambda ms: acknowledged.update(
-                m.transaction_id for m in ms))
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="test-producer")
-    thread.start()
-    return thread, outcome
 
 
 @pytest.mark.kafka
