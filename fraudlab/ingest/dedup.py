@@ -29,10 +29,13 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING
 
 from fraudlab.exceptions import KafkaUnavailableError, RedisUnavailableError, ServiceUnavailableError
-from fraudlab.ingest.redis_state import RedisState
 from fraudlab.kafka.publisher import Delivery
+
+if TYPE_CHECKING:  # redis is imported only by servers configured with a Redis
+    from fraudlab.ingest.redis_state import RedisState
 
 __all__ = ["Claim", "Dedup", "MemoryDedup", "RedisDedup"]
 

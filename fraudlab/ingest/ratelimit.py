@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from fraudlab.ingest.redis_state import RedisState
+if TYPE_CHECKING:  # redis is imported only by servers configured with a Redis
+    from fraudlab.ingest.redis_state import RedisState
 
 __all__ = ["MemoryRateLimiter", "RateLimiter", "RedisRateLimiter", "TokenBuckets"]
 

@@ -41,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from confluent_kafka import KafkaException
@@ -64,13 +64,15 @@ from fraudlab.exceptions import (
 from fraudlab.ingest.channel import channel_options
 from fraudlab.ingest.dedup import Claim, Dedup, MemoryDedup, RedisDedup
 from fraudlab.ingest.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from fraudlab.ingest.redis_state import RedisState, redacted
 from fraudlab.kafka.admin import ensure_topic
 from fraudlab.kafka.publisher import AsyncPublisher, Delivery
 from fraudlab.schema.messages import IngestionResponse, TransactionRequest
 from fraudlab.schema.proto import fraud_pb2, fraud_pb2_grpc
 from fraudlab.schema.proto.fraud_pb2 import BatchResponse, RecordError, TransactionBatch
 from fraudlab.schema.table import TRANSACTION_TYPES
+
+if TYPE_CHECKING:  # redis is imported only by servers configured with a Redis
+    from fraudlab.ingest.redis_state import RedisState
 
 __all__ = [
     "SERVICE_NAME",
@@ -625,6 +627,13 @@ class _MethodAwarePool:
         return getattr(self._pool, name)
 
 
+def _redis_state(settings: ServiceSettings, on_availability: Callable[[bool], None]) -> RedisState:
+    from fraudlab.ingest.redis_state import RedisState
+
+    assert settings.redis_url is not None
+    return RedisState(settings.redis_url, lease=settings.redis_lease, on_availability=on_availability)
+
+
 def _state_backends(settings: ServiceSettings, redis_state: RedisState | None) -> tuple[Dedup, RateLimiter | None]:
     """Dedup and rate limit in this process's memory, or shared through ``redis_state``."""
     limited = settings.rate_limit > 0
@@ -644,9 +653,8 @@ class _Runtime:
         self._health = health_aio.HealthServicer()
         self._publisher = AsyncPublisher(settings.bootstrap, settings.topic, overrides=settings.producer_overrides,
                                          on_availability=functools.partial(self._availability, "Kafka"))
-        self._redis = None if settings.redis_url is None else RedisState(
-            settings.redis_url, lease=settings.redis_lease,
-            on_availability=functools.partial(self._availability, "Redis"))
+        self._redis = None if settings.redis_url is None else _redis_state(
+            settings, functools.partial(self._availability, "Redis"))
         self._dedup, limiter = _state_backends(settings, self._redis)
         self._servicer = _IngestionServicer(settings, self._publisher, self._dedup, limiter)
         self._server: grpc.aio.Server | None = None
@@ -747,6 +755,8 @@ class _Runtime:
 
 
 def _describe(settings: ServiceSettings, port: int) -> str:
+    from fraudlab.ingest.redis_state import redacted
+
     security = "TLS" if settings.tls_cert else "plaintext"
     auth = "bearer tokens" if settings.tokens else "no authentication"
     state = f"shared state in Redis {redacted(settings.redis_url)}" if settings.redis_url else "state in memory"
