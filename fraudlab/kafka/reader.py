@@ -21,6 +21,9 @@ __all__ = ["SHOWN_COLUMNS", "consume_transactions", "format_transactions", "read
 SHOWN_COLUMNS: tuple[str, ...] = (
     "transaction_id", "user_id", "type", "amount", "old_balance_orig", "new_balance_orig", "is_fraud", "timestamp",
 )
+#: Origin and destination fields of account streams, shown when some record carries them (older clients leave them
+#: at their defaults, and a column of zeros and blanks would only take room).
+_ACCOUNT_COLUMNS: tuple[str, ...] = ("dest_user_id", "ip_address")
 
 
 def consume_transactions(
@@ -74,7 +77,8 @@ def format_transactions(frame: pd.DataFrame, *, columns: tuple[str, ...] = SHOWN
     """A plain-text table of ``frame`` (the columns people look at first), or a note when it is empty."""
     if frame.empty:
         return "(no transactions)"
-    shown = frame[[c for c in columns if c in frame.columns]].copy()
+    carried = [c for c in _ACCOUNT_COLUMNS if c in frame.columns and c not in columns and frame[c].astype(bool).any()]
+    shown = frame[[c for c in (*columns, *carried) if c in frame.columns]].copy()
     stamps = pd.to_datetime(shown["timestamp"], unit="ms", utc=True)
     shown["timestamp"] = stamps.dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3]
     return shown.to_string(index=False, float_format=lambda v: f"{v:,.2f}")
