@@ -15,7 +15,6 @@ and notebooks use as a context manager.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import re
 import shutil
@@ -31,6 +30,7 @@ from fraudlab.config import LOG4J_VERSION, SCALA_VERSION, cache_root
 from fraudlab.exceptions import BrokerError
 from fraudlab.infra.maven import copy_dependencies, require_java, require_maven
 from fraudlab.infra.process import (
+    OwnedServer,
     die_with_caller_prefix,
     exclusive_lock,
     live_command_line,
@@ -452,7 +452,7 @@ def _terminate(pid: int, settings: BrokerSettings, timeout: float) -> None:
     terminate_group(pid, lambda: _is_our_broker(pid, settings), timeout)
 
 
-class LocalBroker:
+class LocalBroker(OwnedServer):
     """A broker owned by a ``with`` block: started on entry, stopped on exit if this block started it.
 
     A broker this handle started is also stopped when the Python process
@@ -465,34 +465,19 @@ class LocalBroker:
     """
 
     def __init__(self, settings: BrokerSettings | None = None, *, purge_on_exit: bool = False) -> None:
+        super().__init__(purge_on_exit=purge_on_exit)
         self.settings = settings or BrokerSettings()
-        self.purge_on_exit = purge_on_exit
-        self._started_here = False
 
     @property
     def bootstrap(self) -> str:
         return self.settings.bootstrap
 
     @property
-    def started_here(self) -> bool:
-        """True while this handle owns a broker it started (and will stop); False when it reused a running one."""
-        return self._started_here
-
-    def start(self) -> str:
-        status = start_broker(self.settings, die_with_caller=True)
-        self._started_here = not status.reused
-        if self._started_here:
-            atexit.register(self.stop)
+    def address(self) -> str:
         return self.bootstrap
 
-    def stop(self) -> None:
-        if self._started_here:
-            atexit.unregister(self.stop)
-            stop_broker(self.settings, purge=self.purge_on_exit)
-            self._started_here = False
+    def _launch(self) -> bool:
+        return start_broker(self.settings, die_with_caller=True).reused
 
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _shutdown(self, purge: bool) -> None:
+        stop_broker(self.settings, purge=purge)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from fraudlab import config
 
 __all__ = [
+    "OwnedServer",
     "die_with_caller_prefix",
     "exclusive_lock",
     "free_port",
@@ -128,3 +130,49 @@ def terminate_group(pid: int, alive: Callable[[], bool], timeout: float) -> None
             time.sleep(0.05)
     # It has exited; when it was this process's child it is a zombie until its status is collected.
     reap(pid)
+
+
+class OwnedServer:
+    """The ``with`` lifecycle every launcher shares: start (or reuse) on entry, stop on exit only what it started.
+
+    A server this handle started is also stopped when the Python process exits (``atexit``); one it found running
+    is left alone. Subclasses say how to start and stop theirs and what address to hand out.
+    """
+
+    def __init__(self, *, purge_on_exit: bool = False) -> None:
+        self.purge_on_exit = purge_on_exit
+        self._started_here = False
+
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def started_here(self) -> bool:
+        """True while this handle owns a server it started (and will stop); False when it reused a running one."""
+        return self._started_here
+
+    def _launch(self) -> bool:
+        """Start the server, or find it running; True when it was already running (reused)."""
+        raise NotImplementedError
+
+    def _shutdown(self, purge: bool) -> None:
+        raise NotImplementedError
+
+    def start(self) -> str:
+        self._started_here = not self._launch()
+        if self._started_here:
+            atexit.register(self.stop)
+        return self.address
+
+    def stop(self) -> None:
+        if self._started_here:
+            atexit.unregister(self.stop)
+            self._shutdown(self.purge_on_exit)
+            self._started_here = False
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

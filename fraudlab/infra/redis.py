@@ -11,7 +11,6 @@ workers marked as published) and counts as ready once a PING succeeds.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from fraudlab import config
 from fraudlab.config import cache_root
 from fraudlab.exceptions import RedisError
 from fraudlab.infra.process import (
+    OwnedServer,
     die_with_caller_prefix,
     live_command_line,
     log_tail,
@@ -213,7 +213,7 @@ def stop_redis(settings: RedisSettings | None = None, *, timeout: float = 10.0, 
     return was_running
 
 
-class LocalRedis:
+class LocalRedis(OwnedServer):
     """A Redis owned by a ``with`` block: started on entry, stopped on exit if this block started it.
 
     A server this handle started is also stopped when the Python process exits,
@@ -224,34 +224,19 @@ class LocalRedis:
     """
 
     def __init__(self, settings: RedisSettings | None = None, *, purge_on_exit: bool = False) -> None:
+        super().__init__(purge_on_exit=purge_on_exit)
         self.settings = settings or RedisSettings()
-        self.purge_on_exit = purge_on_exit
-        self._started_here = False
 
     @property
     def url(self) -> str:
         return self.settings.url
 
     @property
-    def started_here(self) -> bool:
-        """True while this handle owns a server it started (and will stop); False when it reused a running one."""
-        return self._started_here
-
-    def start(self) -> str:
-        status = start_redis(self.settings, die_with_caller=True)
-        self._started_here = not status.reused
-        if self._started_here:
-            atexit.register(self.stop)
+    def address(self) -> str:
         return self.url
 
-    def stop(self) -> None:
-        if self._started_here:
-            atexit.unregister(self.stop)
-            stop_redis(self.settings, purge=self.purge_on_exit)
-            self._started_here = False
+    def _launch(self) -> bool:
+        return start_redis(self.settings, die_with_caller=True).reused
 
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _shutdown(self, purge: bool) -> None:
+        stop_redis(self.settings, purge=purge)
