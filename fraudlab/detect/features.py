@@ -27,6 +27,7 @@ first transaction. Pure numpy / pandas: the Flink venv imports this module as it
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -170,3 +171,556 @@ def schema_hash() -> str:
         "constants": [MEMORY_MS, LATENESS_MS, MIN_TRAVEL_SECONDS, NO_PREVIOUS, _FINISH_VERSION],
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class AddressLookup(Protocol):
+    """What the enrichment needs of :class:`fraudlab.enrich.geoip.GeoIP` (kept abstract: no import of it here)."""
+
+    def lookup_many(self, addresses: pd.Series) -> pd.DataFrame: ...
+
+
+def _account_numbers(names: pd.Series) -> np.ndarray:
+    """PaySim names are a letter and digits ("C1231006815"): the digits are the account; others get negative codes."""
+    digits = pd.to_numeric(names.astype(str).str[1:], errors="coerce")
+    numbers = digits.to_numpy(dtype="float64")
+    unparsed = np.isnan(numbers)
+    if unparsed.any():
+        codes, _ = pd.factorize(names[unparsed])
+        numbers[unparsed] = -1.0 - codes
+    return numbers.astype("int64")
+
+
+def _identity(table: pd.DataFrame, column: str, name_column: str) -> np.ndarray:
+    if column in table.columns:
+        return table[column].to_numpy(dtype="int64")
+    if name_column in table.columns:
+        return _account_numbers(table[name_column])
+    raise DataValidationError("feature inputs", [f"missing column {column!r} (or {name_column!r} to derive it from)"])
+
+
+def _enrichment(table: pd.DataFrame, addresses: pd.Series, geoip: AddressLookup | None) -> dict[str, np.ndarray]:
+    """GeoIP columns: from ``geoip``, else from the table (already enriched), else unknown when no address is set."""
+    present = [column for column in ENRICHMENT_COLUMNS if column in table.columns]
+    if geoip is None and len(present) == len(ENRICHMENT_COLUMNS):
+        return {column: table[column].to_numpy(dtype=dtype) for column, dtype in ENRICHMENT_COLUMNS.items()}
+    n = len(addresses)
+    if geoip is None:
+        known = addresses != ""
+        if known.any():
+            raise InvalidParameterError(
+                f"feature inputs: {int(known.sum()):,} row(s) carry an ip_address (first {addresses[known].iloc[0]!r}) "
+                "but no GeoIP database was given: pass geoip=GeoIP.open() (after `fraudlab geoip fetch`)")
+        return {"ip_country": np.full(n, "", dtype=object), "ip_latitude": np.full(n, np.nan),
+                "ip_longitude": np.full(n, np.nan), "ip_asn": np.full(n, -1, dtype="int64"),
+                "ip_hosting": np.zeros(n, dtype=bool)}
+    found = geoip.lookup_many(addresses.reset_index(drop=True))
+    return {
+        "ip_country": found["country_code"].fillna("").to_numpy(dtype=object),
+        "ip_latitude": found["latitude"].to_numpy(dtype="float64", na_value=np.nan),
+        "ip_longitude": found["longitude"].to_numpy(dtype="float64", na_value=np.nan),
+        "ip_asn": found["asn"].fillna(-1).to_numpy(dtype="int64"),
+        "ip_hosting": found["is_hosting"].fillna(False).to_numpy(dtype=bool),
+    }
+
+
+def feature_inputs(table: pd.DataFrame, *, geoip: AddressLookup | None = None) -> pd.DataFrame:
+    """The feature inputs of every row of a canonical table, an account stream or a decoded wire batch.
+
+    Columns a table may lack are derived: ``transaction_id`` from the row label, ``timestamp`` from PaySim's hourly
+    ``step``, ``user_id`` / ``dest_user_id`` from the digits of ``name_orig`` / ``name_dest``, ``dest_is_merchant``
+    from a name starting with "M", an absent ``ip_address`` as "" (no address). Addresses are enriched with
+    ``geoip`` (or taken from the table's own :data:`ENRICHMENT_COLUMNS`). The row labels are kept.
+
+    Raises:
+        DataValidationError: a money or type column is missing (every missing one is named).
+        InvalidParameterError: the rows carry addresses but no GeoIP database (nor enrichment columns) is given.
+    """
+    needed = ("type", "amount", "old_balance_orig", "new_balance_orig", "old_balance_dest", "new_balance_dest")
+    missing = [column for column in needed if column not in table.columns]
+    if missing:
+        raise DataValidationError("feature inputs", [f"missing column {column!r}" for column in missing])
+    if "timestamp" in table.columns:
+        timestamps = table["timestamp"].to_numpy(dtype="int64")
+    elif "step" in table.columns:
+        timestamps = table["step"].to_numpy(dtype="int64") * HOUR_MS
+    else:
+        raise DataValidationError("feature inputs", ["missing column 'timestamp' (or 'step' to derive it from)"])
+    if "dest_is_merchant" in table.columns:
+        merchant = table["dest_is_merchant"].to_numpy(dtype=bool)
+    elif "name_dest" in table.columns:
+        merchant = table["name_dest"].astype(str).str.startswith("M").to_numpy()
+    else:
+        raise DataValidationError("feature inputs", ["missing column 'dest_is_merchant' (or 'name_dest')"])
+    addresses = (table["ip_address"].fillna("").astype(str) if "ip_address" in table.columns
+                 else pd.Series("", index=table.index))
+    ids = (table["transaction_id"].astype(str).to_numpy(dtype=object) if "transaction_id" in table.columns
+           else table.index.astype(str).to_numpy(dtype=object))
+    amount = table["amount"].to_numpy(dtype="float64")
+    inputs = pd.DataFrame({
+        "transaction_id": ids,
+        "timestamp": timestamps,
+        "type": pd.Categorical(table["type"].astype(str).to_numpy(), categories=list(TRANSACTION_TYPES)),
+        **{column: table[column].to_numpy(dtype="float64") for column in needed[1:]},
+        "user_id": _identity(table, "user_id", "name_orig"),
+        "dest_user_id": _identity(table, "dest_user_id", "name_dest"),
+        "dest_is_merchant": merchant,
+        "ip_address": addresses.to_numpy(dtype=object),
+        **_enrichment(table, addresses, geoip),
+        "amount_cents": np.rint(amount * 100.0).astype("int64"),
+    }, index=table.index)
+    return inputs
+
+
+# --------------------------------------------------------------------------- the row-level finish (all executors)
+
+
+def _haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+    lat1, lon1, lat2, lon2 = (np.radians(v) for v in (lat1, lon1, lat2, lon2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def finish(inputs: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
+    """The model's features (:data:`FEATURES`, float64) from the inputs and the executors' raw aggregates.
+
+    Every executor ends here, so a feature means the same thing in training, in a notebook and in the Flink job.
+    """
+    col = {name: inputs[name].to_numpy() for name in inputs.columns}
+    agg = {name: raw[name].to_numpy(dtype="float64") for name in RAW_COLUMNS}
+    amount = col["amount"].astype("float64")
+    kind = inputs["type"].astype(str).to_numpy()
+    out: dict[str, np.ndarray] = {"amount": amount}
+    for name in TRANSACTION_TYPES:
+        out[f"type_{name}"] = (kind == name).astype("float64")
+    out["dest_is_merchant"] = col["dest_is_merchant"].astype("float64")
+    old_orig, new_orig = col["old_balance_orig"], col["new_balance_orig"]
+    old_dest, new_dest = col["old_balance_dest"], col["new_balance_dest"]
+    out["error_balance_orig"] = new_orig + amount - old_orig
+    out["error_balance_dest"] = old_dest + amount - new_dest
+    out |= {"old_balance_orig": old_orig, "new_balance_orig": new_orig, "old_balance_dest": old_dest,
+            "new_balance_dest": new_dest}
+    out["orig_zero_before"] = (old_orig == 0).astype("float64")
+    out["orig_zero_after"] = (new_orig == 0).astype("float64")
+    out["dest_zero_before"] = (old_dest == 0).astype("float64")
+    out["dest_zero_after"] = (new_dest == 0).astype("float64")
+    out["amount_to_orig_balance"] = amount / (old_orig + 1.0)
+    out["amount_to_dest_balance"] = amount / (old_dest + 1.0)
+    for span in ("1h", "24h"):
+        out[f"acct_count_{span}"] = agg[f"acct_count_{span}"]
+        out[f"acct_sum_{span}"] = agg[f"acct_cents_{span}"] / 100.0
+        out[f"acct_max_{span}"] = agg[f"acct_max_{span}"]
+    out["acct_amount_to_max_24h"] = amount / np.maximum(agg["acct_max_24h"], 0.01)
+    has_previous = ~np.isnan(agg["prev_timestamp"])
+    seconds = np.where(has_previous, (col["timestamp"] - np.nan_to_num(agg["prev_timestamp"])) / 1000.0, NO_PREVIOUS)
+    out["seconds_since_previous"] = seconds
+    country, asn, address = col["ip_country"], col["ip_asn"], col["ip_address"]
+    out["new_destination"] = (agg["acct_dest_seen"] == 1).astype("float64")
+    out["new_ip"] = ((agg["acct_ip_seen"] == 1) & (address != "")).astype("float64")
+    out["new_country"] = ((agg["acct_country_seen"] == 1) & (country != "")).astype("float64")
+    out["new_asn"] = ((agg["acct_asn_seen"] == 1) & (asn >= 0)).astype("float64")
+    lat, lon = col["ip_latitude"].astype("float64"), col["ip_longitude"].astype("float64")
+    located = has_previous & ~np.isnan(lat) & ~np.isnan(agg["prev_latitude"])
+    with np.errstate(invalid="ignore"):
+        km = np.where(located, _haversine_km(agg["prev_latitude"], agg["prev_longitude"], lat, lon), NO_PREVIOUS)
+    out["km_since_previous"] = km
+    out["kmh_since_previous"] = np.where(located, km / np.maximum(seconds, MIN_TRAVEL_SECONDS) * 3600.0, NO_PREVIOUS)
+    out["ip_hosting"] = col["ip_hosting"].astype("float64")
+    out["dest_count_1h"] = agg["dest_count_1h"]
+    out["dest_sum_1h"] = agg["dest_cents_1h"] / 100.0
+    received = agg["acct_received_cents_1h"] / 100.0
+    out["received_1h"] = received
+    cashing = np.isin(kind, ("CASH_OUT", "TRANSFER")) & (received > 0)
+    out["cashout_of_received"] = np.where(cashing, amount / np.where(received > 0, received, 1.0), 0.0)
+    out["ip_accounts_1h"] = np.where(address != "", agg["ip_accounts_1h"], 0.0)
+    return pd.DataFrame({name: out[name] for name in FEATURES}, index=inputs.index)
+
+
+# --------------------------------------------------------------------------- executor 1: a table (vectorised)
+
+
+class _KeyCodes:
+    """Integer codes of the keys of one table, each column factorised once however many windows use it.
+
+    Multi-column keys combine the columns' codes arithmetically (a MultiIndex would build millions of tuples); a
+    window whose events are keyed by another column (``dest_user_id`` for ``user_id``) gets both in one space.
+    """
+
+    def __init__(self, inputs: pd.DataFrame) -> None:
+        self.inputs = inputs
+        self._columns: dict[str, tuple[np.ndarray, int]] = {}
+
+    def _column(self, column: str) -> tuple[np.ndarray, int]:
+        if column not in self._columns:
+            codes, uniques = pd.factorize(self.inputs[column].to_numpy())
+            self._columns[column] = (codes.astype("int64"), len(uniques))
+        return self._columns[column]
+
+    def of(self, columns: tuple[str, ...]) -> np.ndarray:
+        codes = np.zeros(len(self.inputs), dtype="int64")
+        for column in columns:
+            column_codes, size = self._column(column)
+            codes = pd.factorize(codes * size + column_codes)[0].astype("int64") if len(columns) > 1 else column_codes
+        return codes
+
+    def pair(self, asking: str, counted: str) -> tuple[np.ndarray, np.ndarray]:
+        values = np.concatenate([self.inputs[asking].to_numpy(), self.inputs[counted].to_numpy()])
+        codes = pd.factorize(values)[0].astype("int64")
+        return codes[:len(self.inputs)], codes[len(self.inputs):]
+
+
+def _expand(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every position of every window ``[start, end)``, concatenated, and where each window's run begins."""
+    lengths = end - start
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    flat = np.arange(int(lengths.sum())) - np.repeat(offsets - start, lengths)
+    return flat, offsets
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """Where each row's window lies in the events sorted by (key, time, input position): ``[start, end)``."""
+
+    order: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+def _bounds(inputs: pd.DataFrame, keys: _KeyCodes, windows: list[Window]) -> dict[int, _Bounds]:
+    """Window bounds of every row for each span of windows sharing their keys: one sort, two searches per span.
+
+    Events and questions are encoded as one integer, ``key code * stride + time``, so a window is a range of that
+    sorted array; queries are searched in sorted order, which lets numpy walk the events once.
+    """
+    query_codes, event_codes = _window_codes(keys, windows[0])
+    ts = inputs["timestamp"].to_numpy(dtype="int64")
+    widest = max(window.span_ms for window in windows)
+    base = int(ts.min()) if len(ts) else 0
+    stride = (int(ts.max()) - base if len(ts) else 0) + widest + 2
+    if (max(int(query_codes.max(initial=0)), int(event_codes.max(initial=0))) + 1) * stride >= 2**62:
+        raise InvalidParameterError(f"window {windows[0].name!r}: too many keys over too long a span for one table")
+    shifted = ts - base + widest
+    order = np.argsort(event_codes * stride + shifted, kind="stable")
+    events = (event_codes * stride + shifted)[order]
+    latest = query_codes * stride + shifted
+    asking = order if windows[0].events_key is None else np.argsort(latest, kind="stable")
+    latest_sorted = latest[asking]
+    end = np.empty(len(ts), dtype="int64")
+    end[asking] = np.searchsorted(events, latest_sorted, side="right")
+    bounds = {}
+    for span in sorted({window.span_ms for window in windows}):
+        start = np.empty(len(ts), dtype="int64")
+        start[asking] = np.searchsorted(events, latest_sorted - span, side="left")
+        bounds[span] = _Bounds(order, start, end)
+    return bounds
+
+
+def _aggregate(inputs: pd.DataFrame, window: Window, bounds: _Bounds) -> np.ndarray:
+    """One window's aggregate for every row, from its bounds: counts and exact integer sums by differences."""
+    start, end = bounds.start, bounds.end
+    if window.aggregate == "count":
+        return (end - start).astype("float64")
+    values = inputs[window.value].to_numpy()[bounds.order]
+    if window.aggregate == "sum":
+        cumulative = np.concatenate(([0], np.cumsum(values.astype("int64"))))
+        return (cumulative[end] - cumulative[start]).astype("float64")
+    flat, offsets = _expand(start, end)
+    if window.aggregate == "max":
+        result = np.full(len(start), np.nan)
+        filled = end > start
+        if filled.any():
+            result[filled] = np.maximum.reduceat(values.astype("float64")[flat], offsets[filled])
+        return result
+    value_codes = pd.factorize(values)[0].astype("int64")
+    width = int(value_codes.max(initial=0)) + 1
+    rows = np.repeat(np.arange(len(start)), end - start)
+    pairs = np.sort(rows * width + value_codes[flat])  # rows ascend already: sorting orders each row's values
+    first_of_value = np.concatenate(([True], pairs[1:] != pairs[:-1])) if len(pairs) else np.zeros(0, dtype=bool)
+    return np.bincount(pairs[first_of_value] // width, minlength=len(start)).astype("float64")
+
+
+def _window_codes(keys: _KeyCodes, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the asking key and of the events' key, in one space (``user_id`` asks what ``dest_user_id`` got)."""
+    if window.events_key is None:
+        codes = keys.of(window.key)
+        return codes, codes
+    if len(window.key) != 1 or len(window.event_key) != 1:
+        raise InvalidParameterError(f"window {window.name!r}: events_key windows take one key column each")
+    return keys.pair(window.key[0], window.event_key[0])
+
+
+def _previous(inputs: pd.DataFrame, keys: _KeyCodes, previous: list[Previous]) -> dict[str, np.ndarray]:
+    """The values of each row's previous row of the same key, in (event time, input position) order."""
+    codes = keys.of(previous[0].key)
+    ts = inputs["timestamp"].to_numpy(dtype="int64")
+    base = int(ts.min()) if len(ts) else 0
+    order = np.argsort(codes * ((int(ts.max()) - base if len(ts) else 0) + 1) + (ts - base), kind="stable")
+    first = np.concatenate(([True], codes[order][1:] != codes[order][:-1]))
+    columns = {}
+    for declaration in previous:
+        values = inputs[declaration.value].to_numpy(dtype="float64")[order]
+        result = np.empty(len(ts))
+        result[order] = np.where(first, np.nan, np.concatenate(([np.nan], values[:-1])))
+        columns[declaration.name] = result
+    return columns
+
+
+def raw_aggregates(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Every declaration's value for every row of ``inputs`` (any order; ties keep the input order)."""
+    groups: dict[tuple[Any, ...], list[Window]] = {}
+    for window in WINDOWS:
+        groups.setdefault((window.key, window.events_key), []).append(window)
+    keys = _KeyCodes(inputs)
+    columns = {}
+    for windows in groups.values():
+        bounds = _bounds(inputs, keys, windows)
+        columns |= {window.name: _aggregate(inputs, window, bounds[window.span_ms]) for window in windows}
+    columns = {window.name: columns[window.name] for window in WINDOWS}
+    lagged: dict[tuple[str, ...], list[Previous]] = {}
+    for previous in PREVIOUS:
+        lagged.setdefault(previous.key, []).append(previous)
+    for previous_group in lagged.values():
+        columns |= _previous(inputs, keys, previous_group)
+    return pd.DataFrame(columns, index=inputs.index)
+
+
+def compute_features(table: pd.DataFrame, *, geoip: AddressLookup | None = None) -> pd.DataFrame:
+    """:data:`FEATURES` of every row of an account stream, each row seeing the stream's history up to its time.
+
+    Rows need not be sorted; transactions of one key at the same millisecond are ordered by their input position
+    (the stream's order). Returns a frame with the input's row labels.
+    """
+    inputs = feature_inputs(table, geoip=geoip)
+    return finish(inputs, raw_aggregates(inputs))
+
+
+def cold_raw(inputs: pd.DataFrame) -> pd.DataFrame:
+    """The declarations' values for a transaction with no history: its account's first (real and copula rows)."""
+    n = len(inputs)
+    columns: dict[str, np.ndarray] = {}
+    for window in WINDOWS:
+        own = window.events_key is None
+        if window.aggregate in ("count", "distinct"):
+            columns[window.name] = np.full(n, 1.0 if own else 0.0)
+        elif window.aggregate == "sum":
+            columns[window.name] = inputs[window.value].to_numpy(dtype="float64") if own else np.zeros(n)
+        else:
+            columns[window.name] = inputs[window.value].to_numpy(dtype="float64") if own else np.full(n, np.nan)
+    columns |= {previous.name: np.full(n, np.nan) for previous in PREVIOUS}
+    return pd.DataFrame(columns, index=inputs.index)
+
+
+def cold_features(table: pd.DataFrame, *, geoip: AddressLookup | None = None) -> pd.DataFrame:
+    """:data:`FEATURES` of rows scored without history (PaySim files, copula samples): every one is cold."""
+    inputs = feature_inputs(table, geoip=geoip)
+    return finish(inputs, cold_raw(inputs))
+
+
+# --------------------------------------------------------------------------- executor 2: one record at a time
+
+
+@dataclass
+class _WindowState:
+    """The events of one window declaration still inside it, per key, with their running sum and value counts."""
+
+    window: Window
+    events: dict[tuple[Any, ...], deque[tuple[int, Any]]] = field(default_factory=dict)
+    sums: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    counts: dict[tuple[Any, ...], dict[Any, int]] = field(default_factory=dict)
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        key = tuple(record[column] for column in self.window.event_key)
+        value = record[self.window.value] if self.window.value else None
+        self.events.setdefault(key, deque()).append((int(record["timestamp"]), value))
+        if self.window.aggregate == "sum":
+            self.sums[key] = self.sums.get(key, 0) + int(value)
+        elif self.window.aggregate == "distinct":
+            seen = self.counts.setdefault(key, {})
+            seen[value] = seen.get(value, 0) + 1
+
+    def _evict(self, key: tuple[Any, ...], oldest: int) -> deque[tuple[int, Any]]:
+        events = self.events.get(key, deque())
+        while events and events[0][0] < oldest:
+            _, value = events.popleft()
+            if self.window.aggregate == "sum":
+                self.sums[key] -= int(value)
+            elif self.window.aggregate == "distinct":
+                seen = self.counts[key]
+                seen[value] -= 1
+                if not seen[value]:
+                    del seen[value]
+        return events
+
+    def value_at(self, record: Mapping[str, Any]) -> float:
+        key = tuple(record[column] for column in self.window.key)
+        events = self._evict(key, int(record["timestamp"]) - self.window.span_ms)
+        if self.window.aggregate == "count":
+            return float(len(events))
+        if self.window.aggregate == "sum":
+            return float(self.sums.get(key, 0))
+        if self.window.aggregate == "max":
+            return max((float(value) for _, value in events), default=float("nan"))
+        return float(len(self.counts.get(key, {})))
+
+
+class StreamingFeatures:
+    """The declarations executed one record at a time, in event time, as a streaming engine does.
+
+    A record is held until the watermark (the newest event time pushed minus ``lateness_ms``) reaches its time,
+    then released with every held record of the same instant, in event-time order, so a record that arrived out of
+    order (by less than the lateness) gets exactly the features of the time-sorted stream. A record at or behind
+    the watermark when it arrives is late: dropped and its ``transaction_id`` kept in :attr:`late`, as Flink drops
+    late rows of an event-time ``OVER`` aggregation. Records are mappings of the :func:`feature_inputs` columns.
+    """
+
+    def __init__(self, lateness_ms: int = LATENESS_MS) -> None:
+        if lateness_ms < 0:
+            raise InvalidParameterError(f"lateness_ms must be >= 0, got {lateness_ms!r}")
+        self.lateness_ms = lateness_ms
+        self.watermark: int | None = None
+        self.late: list[str] = []
+        self._held: list[tuple[int, int, Mapping[str, Any]]] = []
+        self._arrivals = 0
+        self._windows = [_WindowState(window) for window in WINDOWS]
+        self._last: dict[tuple[tuple[str, ...], tuple[Any, ...]], dict[str, float]] = {}
+
+    def push(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Take one record; return the records the watermark releases, each with its :data:`RAW_COLUMNS`."""
+        timestamp = int(record["timestamp"])
+        if self.watermark is not None and timestamp <= self.watermark:
+            self.late.append(str(record["transaction_id"]))
+            return []
+        heapq.heappush(self._held, (timestamp, self._arrivals, record))
+        self._arrivals += 1
+        watermark = timestamp - self.lateness_ms
+        self.watermark = watermark if self.watermark is None else max(self.watermark, watermark)
+        return self._release(self.watermark)
+
+    def flush(self) -> list[dict[str, Any]]:
+        """End of input: release every held record (the final watermark of a bounded stream)."""
+        return self._release(None)
+
+    def run(self, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        """Push every record, flush, and return the released records' :data:`FEATURES` in release order."""
+        released = [row for record in records for row in self.push(record)]
+        released += self.flush()
+        frame = pd.DataFrame(released, columns=[*INPUT_COLUMNS, *ENRICHMENT_COLUMNS, "amount_cents", *RAW_COLUMNS])
+        frame["type"] = pd.Categorical(frame["type"], categories=list(TRANSACTION_TYPES))
+        features = finish(frame, frame)
+        features.index = pd.Index(frame["transaction_id"], name="transaction_id")
+        return features
+
+    def _release(self, watermark: int | None) -> list[dict[str, Any]]:
+        released: list[dict[str, Any]] = []
+        while self._held and (watermark is None or self._held[0][0] <= watermark):
+            instant = self._held[0][0]
+            group = []
+            while self._held and self._held[0][0] == instant:
+                group.append(heapq.heappop(self._held)[2])
+            released.extend(self._emit(group))
+        return released
+
+    def _emit(self, group: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """One instant's records: all enter the windows first (ties see each other), then each is read in turn."""
+        for state in self._windows:
+            for record in group:
+                state.add(record)
+        out = []
+        for record in group:
+            row = dict(record)
+            for state in self._windows:
+                row[state.window.name] = state.value_at(record)
+            for previous in PREVIOUS:
+                key = (previous.key, tuple(record[column] for column in previous.key))
+                row[previous.name] = self._last.get(key, {}).get(previous.value, float("nan"))
+            for previous in PREVIOUS:
+                key = (previous.key, tuple(record[column] for column in previous.key))
+                self._last.setdefault(key, {})[previous.value] = float(record[previous.value])
+            out.append(row)
+        return out
+
+
+# --------------------------------------------------------------------------- executor 3: Flink SQL
+
+
+def _interval(span_ms: int) -> str:
+    for unit, size in (("DAY", DAY_MS), ("HOUR", HOUR_MS), ("MINUTE", 60_000), ("SECOND", 1000)):
+        if span_ms % size == 0:
+            return f"INTERVAL '{span_ms // size}' {unit}"
+    raise InvalidParameterError(f"a window span must be whole seconds, got {span_ms} ms")
+
+
+def _sql_aggregate(window: Window, value: str | None) -> str:
+    if window.aggregate == "count":
+        return "COUNT(*)"
+    if window.aggregate == "distinct":
+        return f"COUNT(DISTINCT `{value}`)"
+    return f"{window.aggregate.upper()}(`{value}`)"
+
+
+def _quoted(columns: Iterable[str]) -> str:
+    return ", ".join(f"`{column}`" for column in columns)
+
+
+def _own_window_query(source: str, windows: list[Window]) -> str:
+    first = windows[0]
+    selects = ",\n  ".join(f"{_sql_aggregate(w, w.value)} OVER w AS `{w.name}`" for w in windows)
+    return (f"SELECT `transaction_id`,\n  {selects}\nFROM `{source}`\n"
+            f"WINDOW w AS (PARTITION BY {_quoted(first.key)} ORDER BY `event_time`\n"
+            f"  RANGE BETWEEN {_interval(first.span_ms)} PRECEDING AND CURRENT ROW)")
+
+
+def _received_window_query(source: str, windows: list[Window]) -> str:
+    """Events keyed by another column: the transactions asking and the events counted, as one union."""
+    first = windows[0]
+    if any(w.aggregate not in ("count", "sum") for w in windows):
+        raise InvalidParameterError("a window with events_key supports only count and sum aggregates")
+    keys = [f"k{i}" for i in range(len(first.key))]
+    asking = ", ".join(f"`{column}` AS {k}" for column, k in zip(first.key, keys, strict=True))
+    counted = ", ".join(f"`{column}` AS {k}" for column, k in zip(first.event_key, keys, strict=True))
+    zero = ", ".join(f"CAST(0 AS BIGINT) AS `v_{w.name}`" for w in windows)
+    one = ", ".join(("CAST(1 AS BIGINT)" if w.aggregate == "count" else f"CAST(`{w.value}` AS BIGINT)")
+                    + f" AS `v_{w.name}`" for w in windows)
+    sums = ",\n    ".join(f"SUM(`v_{w.name}`) OVER w AS `{w.name}`" for w in windows)
+    return (f"SELECT `transaction_id`, {_quoted(w.name for w in windows)} FROM (\n"
+            f"  SELECT `transaction_id`, is_query,\n    {sums}\n  FROM (\n"
+            f"    SELECT `transaction_id`, {asking}, `event_time`, {zero}, TRUE AS is_query FROM `{source}`\n"
+            f"    UNION ALL\n"
+            f"    SELECT `transaction_id`, {counted}, `event_time`, {one}, FALSE AS is_query FROM `{source}`)\n"
+            f"  WINDOW w AS (PARTITION BY {', '.join(keys)} ORDER BY `event_time`\n"
+            f"    RANGE BETWEEN {_interval(first.span_ms)} PRECEDING AND CURRENT ROW)\n"
+            f") WHERE is_query")
+
+
+def _previous_query(source: str, previous: list[Previous]) -> str:
+    selects = ",\n  ".join(f"LAG(`{p.value}`) OVER w AS `{p.name}`" for p in previous)
+    return (f"SELECT `transaction_id`,\n  {selects}\nFROM `{source}`\n"
+            f"WINDOW w AS (PARTITION BY {_quoted(previous[0].key)} ORDER BY `event_time`\n"
+            f"  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+
+
+def flink_sql(source: str = "transactions") -> dict[str, str]:
+    """The declarations as Flink SQL: one ``OVER`` query per (key, events key, span), one per ``LAG`` key.
+
+    ``source`` is a table of the :func:`feature_inputs` columns (``amount_cents`` included) with an event-time
+    attribute ``event_time`` whose watermark allows :data:`LATENESS_MS`. Each query yields ``transaction_id`` and
+    its declarations' :data:`RAW_COLUMNS`; the job joins them on ``transaction_id`` and calls :func:`finish`.
+    Flink evaluates an ``OVER`` query's aggregates over one window, hence one query per window shape.
+    """
+    groups: dict[tuple[Any, ...], list[Window]] = {}
+    for window in WINDOWS:
+        groups.setdefault((window.key, window.events_key, window.span_ms), []).append(window)
+    queries = {}
+    for (key, events_key, span), windows in groups.items():
+        name = "_".join((*key, *(["from", *events_key] if events_key else []), _interval(span).split("'")[1]
+                         + _interval(span).split()[-1][0].lower()))
+        queries[name] = (_own_window_query(source, windows) if events_key is None
+                         else _received_window_query(source, windows))
+    lagged: dict[tuple[str, ...], list[Previous]] = {}
+    for previous in PREVIOUS:
+        lagged.setdefault(previous.key, []).append(previous)
+    for key, previous_group in lagged.items():
+        queries["_".join((*key, "previous"))] = _previous_query(source, previous_group)
+    return queries
