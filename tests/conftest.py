@@ -107,6 +107,14 @@ def address_space(cache_dir: Path):  # -> fraudlab.enrich.geoip.AddressSpace (im
 
 
 @pytest.fixture(scope="session")
+def geoip(cache_dir: Path):  # -> fraudlab.enrich.geoip.GeoIP
+    """The real offline GeoIP databases (city + ASN) of the suite's cache, opened once."""
+    from fraudlab.enrich.geoip import GeoIP
+
+    return GeoIP.open(cache_dir)
+
+
+@pytest.fixture(scope="session")
 def pretrained_model():  # -> fraudlab.generate.synth.TransactionSynthesizer
     """The shipped pre-trained copula, loaded (and verified) once for the session."""
     from fraudlab.generate.synth import DEFAULT_MODEL, TransactionSynthesizer
