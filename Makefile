@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fraudlab-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install jars geoip demo test lint proto lock lab kernel notebooks broker-up broker-down clean
+.PHONY: help install jars geoip demo test lint proto lock lab kernel notebooks broker-up broker-down mlflow clean
 
 help:
 	@echo "make demo     run the pipeline demo on a local Kafka broker"
 	@echo "make test     lint + full test suite (starts its own broker)"
 	@echo "make lab      JupyterLab with the registered 'fraudlab' kernel"
+	@echo "make mlflow   the MLflow UI over the detector's runs and models (prints its URL)"
 	@echo "make notebooks  re-execute the notebooks and keep their outputs"
 	@echo "make proto    regenerate fraudlab/schema/proto from proto/fraud/v1"
 	@echo "make lock     refresh constraints.txt from the current venv"
@@ -80,6 +81,10 @@ broker-up: jars
 
 broker-down: install
 	$(BIN)/fraudlab broker down
+
+# The local MLflow tracking server on the cache's store (where training runs are logged); `fraudlab mlflow down` stops it.
+mlflow: install
+	$(BIN)/fraudlab mlflow up
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -48,6 +48,15 @@ __all__ = [
     "LEGIT_IP_WEIGHTS",
     "LOG4J_VERSION",
     "MAX_MESSAGE_BYTES",
+    "MLFLOW_ARTIFACTS",
+    "MLFLOW_CHAMPION",
+    "MLFLOW_DB",
+    "MLFLOW_DIR",
+    "MLFLOW_EXPERIMENT",
+    "MLFLOW_HOST",
+    "MLFLOW_MODEL",
+    "MLFLOW_PORT",
+    "MLFLOW_PROMOTION_METRIC",
     "MULE_MINUTES",
     "NPM_REGISTRY",
     "PRODUCER_BATCH_SIZE",
@@ -125,6 +134,23 @@ REDIS_KEY_PREFIX = "fraudlab"
 REDIS_LEASE_S = 3.0
 #: Seconds a Redis call may take before the call is answered UNAVAILABLE.
 REDIS_TIMEOUT_S = 1.0
+
+# --------------------------------------------------------------------------- MLflow (tracking, registry, its UI)
+
+#: The local tracking server's address: not MLflow's own 5000 (macOS AirPlay and many dev servers sit there).
+MLFLOW_HOST = "127.0.0.1"
+MLFLOW_PORT = 5077
+#: The cache sub-directory holding the tracking store, its artifacts and the server's pid and log; the store and
+#: the artifact root inside it. Runs logged straight to this store (no server) show up in ``fraudlab mlflow up``'s UI.
+MLFLOW_DIR = "mlflow"
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS = "artifacts"
+#: The experiment training runs go to, the registered model they create versions of, and the serving alias.
+MLFLOW_EXPERIMENT = "fraudlab-detect"
+MLFLOW_MODEL = "fraud-detector"
+MLFLOW_CHAMPION = "champion"
+#: The run metric a candidate must not fall below the champion's on to be promoted: PR-AUC on real held-out rows.
+MLFLOW_PROMOTION_METRIC = "real_pr_auc"
 
 # --------------------------------------------------------------------------- the producer (gRPC client)
 

@@ -15,7 +15,8 @@ differently::
     │   ├── KafkaTimeoutError                       Kafka kept answering transiently until the deadline
     │   ├── KafkaUnavailableError                   no broker reachable: nothing was published
     │   ├── RegistryUnavailableError                the package registry cannot be reached: retry, or --registry
-    │   └── RedisUnavailableError                   the shared Redis state cannot be read or written now
+    │   ├── RedisUnavailableError                   the shared Redis state cannot be read or written now
+    │   └── MlflowUnavailableError                  the MLflow tracking server does not answer: `fraudlab mlflow up`
     ├── KafkaPublishError                           Kafka did not confirm every record
     │   └── KafkaUnavailableError
     ├── ServiceError                                the ingestion server cannot be configured or started
@@ -23,6 +24,8 @@ differently::
     ├── BrokerError                                 the local broker cannot be resolved, started or stopped
     │   └── MissingToolError                        java or mvn is absent or too old
     ├── RedisError                                  the local Redis server cannot be started or stopped
+    ├── MlflowError                                 the local MLflow tracking server cannot be started or stopped
+    ├── ModelRegistryError                          the MLflow registry lacks the version, alias or metric asked for
     ├── ReadBackMismatchError                       Kafka does not hold exactly what was acknowledged
     ├── RegistryError                               the package registry lacks the package, version or a file
     │   ├── RegistryUnavailableError
@@ -48,7 +51,10 @@ __all__ = [
     "KafkaUnavailableError",
     "MissingDataError",
     "MissingToolError",
+    "MlflowError",
+    "MlflowUnavailableError",
     "ModelFileError",
+    "ModelRegistryError",
     "NotFittedError",
     "ProducerError",
     "ReadBackMismatchError",
@@ -127,6 +133,18 @@ class RedisUnavailableError(ServiceUnavailableError):
 
 class RedisError(FraudlabError):
     """Raised when the local Redis server cannot be started (binary missing, port taken) or stopped."""
+
+
+class MlflowUnavailableError(ServiceUnavailableError):
+    """Raised when the MLflow tracking server a URI names does not answer; the message says how to start it."""
+
+
+class MlflowError(FraudlabError):
+    """Raised when the local MLflow tracking server cannot be started (port taken, exited early) or stopped."""
+
+
+class ModelRegistryError(FraudlabError):
+    """Raised when the MLflow model registry has no such version or alias, or a run lacks the metric compared."""
 
 
 class ServiceError(FraudlabError):

@@ -18,11 +18,13 @@ import click
 from fraudlab import __version__
 from fraudlab.cli.broker import broker
 from fraudlab.cli.demo import demo
+from fraudlab.cli.detect import promote
 from fraudlab.cli.evaluate import evaluate_command
 from fraudlab.cli.generate import fit, generate_command, sample, simulate_command
 from fraudlab.cli.geoip import geoip
 from fraudlab.cli.ingest import health, produce, serve
 from fraudlab.cli.kafka import consume
+from fraudlab.cli.mlflow import mlflow
 from fraudlab.cli.redis import redis
 from fraudlab.exceptions import FraudlabError
 
@@ -64,8 +66,8 @@ def _configure_logging(debug: bool) -> None:
         LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG)
 
 
-for _command in (broker, redis, demo, fit, sample, simulate_command, generate_command, geoip, serve, health, produce,
-                 consume, evaluate_command):
+for _command in (broker, redis, mlflow, demo, fit, sample, simulate_command, generate_command, geoip, serve, health,
+                 produce, consume, evaluate_command, promote):
     cli.add_command(_command)
 
 

@@ -120,3 +120,41 @@ def test_geoip_benchmark_reports_every_row(tmp_path):
     assert all(rate > 0 for rate in rates.values()), rates
     assert "median of 2" in completed.stdout
     assert re.search(r"^\| AddressSpace.load +\| +\| +\d+\.\d{3} \|", completed.stdout, re.M)
+
+
+DETECT_BATCH_ROWS = ("score_matrix, 20,000 rows", "score(DataFrame), 20,000 rows", "LightGBM predict, 20,000 rows")
+DETECT_SINGLE_ROWS = ("score_matrix, one row", "LightGBM predict, one row")
+
+
+@pytest.mark.slow
+def test_detect_model_benchmark_quick_run_reports_every_row():
+    """Scores with the pre-trained detector, or trains a small one on random rows first and says so."""
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "detect_model.py"), "--quick"], capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert re.search(r"^model: .+", out, re.M) and "onnxruntime 1 thread; median of 1" in out
+    rates, latencies = {}, {}
+    for line in out.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0] in DETECT_BATCH_ROWS:
+            rates[cells[0]] = float(cells[4].replace(",", ""))
+        elif cells[0] in DETECT_SINGLE_ROWS:
+            latencies[cells[0]] = (float(cells[2]), float(cells[3]))
+    assert set(rates) == set(DETECT_BATCH_ROWS) and all(rate > 0 for rate in rates.values()), rates
+    assert set(latencies) == set(DETECT_SINGLE_ROWS)
+    assert all(0 < p50 <= p99 for p50, p99 in latencies.values()), latencies
+    assert re.search(r"^batch score_matrix: [\d,]+ rows/s \(slowest size\); target 200,000: (met|MISSED)$", out, re.M)
+    assert re.search(r"^single record p99: [\d.]+ ms; target 1 ms: (met|MISSED)$", out, re.M)
+
+
+def test_features_benchmark_quick_run_times_every_executor():
+    """Needs the GeoIP databases (`fraudlab geoip fetch`), like the features themselves."""
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "features.py"), "--quick"], capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert re.search(r"^compute_features on 2\d,\d{3} rows \(2,000 accounts, 30 days\): 1 runs", out, re.M)
+    for phase in ("feature_inputs", "raw_aggregates", "finish", "table executor, all of it", "StreamingFeatures.run"):
+        assert re.search(rf"^\| {re.escape(phase)}.* \| [\d.]+ \| [\d,]+ \|$", out, re.M), phase
+    assert "| table executor, 20 lakh rows | not run (" in out

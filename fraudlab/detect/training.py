@@ -1,0 +1,221 @@
+"""What the detector learns from: generated account streams (features with history) and copula rows (cold).
+
+The streams teach what histories look like (takeovers, card testing, mules, travellers); the copula rows, fitted on
+20 lakh PaySim rows, teach what a single transaction looks like to a model that sees no history, which is how real
+PaySim rows are scored (they carry no accounts). Each source gets the same total weight, so neither drowns the
+other whatever their sizes; the model then balances the classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fraudlab.detect import features as feature_definition
+from fraudlab.detect.evaluate import (
+    DetectionReport,
+    ablation,
+    choose_threshold,
+    compare_on_real,
+    ranking,
+    scenario_table,
+    threshold_curve,
+)
+from fraudlab.detect.model import Detector, DetectorParams, train_detector
+from fraudlab.exceptions import InvalidParameterError
+
+if TYPE_CHECKING:
+    from fraudlab.data.splits import RealSplit
+    from fraudlab.enrich.geoip import AddressSpace, GeoIP
+    from fraudlab.generate.synth import TransactionSynthesizer
+
+__all__ = ["LabelledFeatures", "TrainingResult", "TrainingSettings", "combine", "copula_features", "generate_streams",
+           "real_features", "run_training", "stream_features"]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Everything a training run depends on; its dict is logged to MLflow as the run's parameters.
+
+    Attributes:
+        accounts, days, stream_fraud_rate, stream_seed: the training stream (fraud enriched so the model sees
+            thousands of scenario rows).
+        copula_rows, copula_frauds, copula_seed: cold rows sampled from the pre-trained copula (frauds on top).
+        eval_accounts, eval_days, eval_seed: the held-out stream, at the natural fraud rate and another seed.
+        alert_budget: the largest share of traffic the alert threshold may flag.
+        ablation: also retrain once without each feature family (slow: one training per family).
+        params: the LightGBM hyper-parameters.
+    """
+
+    accounts: int = 10_000
+    days: float = 30
+    stream_fraud_rate: float = 0.01
+    stream_seed: int = 7
+    copula_rows: int = 200_000
+    copula_frauds: int = 20_000
+    copula_seed: int = 7
+    eval_accounts: int = 10_000
+    eval_days: float = 30
+    eval_seed: int = 8
+    alert_budget: float = 0.005
+    ablation: bool = False
+    params: DetectorParams = field(default_factory=DetectorParams)
+
+    def __post_init__(self) -> None:
+        for name in ("accounts", "eval_accounts", "copula_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidParameterError(f"Invalid TrainingSettings.{name}={value!r}: use a positive integer.")
+        if not 0 <= self.copula_frauds <= self.copula_rows:
+            raise InvalidParameterError(f"Invalid TrainingSettings.copula_frauds={self.copula_frauds!r}: use a "
+                                        f"number of rows in [0, copula_rows={self.copula_rows}].")
+        if not 0 < self.alert_budget < 1:
+            raise InvalidParameterError(f"Invalid TrainingSettings.alert_budget={self.alert_budget!r}: use a share "
+                                        "in (0, 1), e.g. 0.005 for at most 0.5 % of traffic flagged.")
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["params"] = asdict(self.params)
+        return values
+
+
+@dataclass(frozen=True)
+class LabelledFeatures:
+    """Features, labels and weights of one source of rows, with each row's scenario when it has one."""
+
+    source: str
+    features: pd.DataFrame
+    labels: np.ndarray
+    weights: np.ndarray
+    scenario: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not len(self.features) == len(self.labels) == len(self.weights):
+            raise InvalidParameterError(f"{self.source}: features, labels and weights differ in length")
+
+    @property
+    def frauds(self) -> int:
+        return int(self.labels.sum())
+
+    def describe(self) -> dict[str, Any]:
+        return {"rows": len(self.labels), "frauds": self.frauds}
+
+
+def stream_features(stream: pd.DataFrame, *, geoip: GeoIP, source: str = "stream") -> LabelledFeatures:
+    """Features of a generated account stream, each transaction seeing its accounts' history."""
+    features = feature_definition.compute_features(stream, geoip=geoip).reset_index(drop=True)
+    return LabelledFeatures(source, features, stream["is_fraud"].to_numpy(dtype=bool), np.ones(len(stream)),
+                            stream["scenario"].astype(str).to_numpy())
+
+
+def generate_streams(settings: TrainingSettings, *, space: AddressSpace, synthesizer: TransactionSynthesizer,
+                     progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training stream (fraud enriched) and the held-out one (natural rate, another seed)."""
+    from fraudlab.generate.accounts import StreamSettings, generate_stream
+
+    train = StreamSettings(accounts=settings.accounts, days=settings.days, seed=settings.stream_seed,
+                           fraud_rate=settings.stream_fraud_rate)
+    held_out = StreamSettings(accounts=settings.eval_accounts, days=settings.eval_days, seed=settings.eval_seed)
+    return (generate_stream(train, space=space, model=synthesizer, progress=progress),
+            generate_stream(held_out, space=space, model=synthesizer, progress=progress))
+
+
+def copula_features(synthesizer: TransactionSynthesizer, rows: int, frauds: int, *, seed: int) -> LabelledFeatures:
+    """Cold features of ``rows`` copula rows at the natural fraud rate plus ``frauds`` fraud rows."""
+    parts = [synthesizer.sample(rows - frauds, seed=seed)]
+    if frauds:
+        parts.append(synthesizer.sample(frauds, seed=seed + 1, conditions={"is_fraud": True}))
+    table = pd.concat(parts, ignore_index=True)
+    features = feature_definition.cold_features(table).reset_index(drop=True)
+    return LabelledFeatures("copula", features, table["is_fraud"].to_numpy(dtype=bool), np.ones(len(table)))
+
+
+def real_features(split: RealSplit) -> tuple[LabelledFeatures, LabelledFeatures]:
+    """Cold features of the real training half and of the held-out half, weighted to the population."""
+    parts = []
+    for name, (table, weights) in (("real_train", split.train_rows()), ("real_test", split.test_rows())):
+        features = feature_definition.cold_features(table).reset_index(drop=True)
+        parts.append(LabelledFeatures(name, features, table["is_fraud"].to_numpy(dtype=bool), np.asarray(weights)))
+    return parts[0], parts[1]
+
+
+def combine(parts: Sequence[LabelledFeatures]) -> LabelledFeatures:
+    """One training set in which every source carries the same total weight."""
+    if not parts:
+        raise InvalidParameterError("combine: no training sources given")
+    weights = [part.weights / part.weights.sum() * len(part.weights) for part in parts]
+    mean_size = np.mean([len(part.weights) for part in parts])
+    weights = [w / len(w) * mean_size for w in weights]
+    scenario = [part.scenario if part.scenario is not None else np.full(len(part.labels), part.source)
+                for part in parts]
+    return LabelledFeatures(
+        "+".join(part.source for part in parts),
+        pd.concat([part.features for part in parts], ignore_index=True),
+        np.concatenate([part.labels for part in parts]),
+        np.concatenate(weights),
+        np.concatenate(scenario),
+    )
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """The trained detector (threshold and metrics set) and its evaluation."""
+
+    detector: Detector
+    report: DetectionReport
+
+
+def run_training(settings: TrainingSettings, *, space: AddressSpace, geoip: GeoIP,
+                 synthesizer: TransactionSynthesizer, split: RealSplit, progress: bool = True) -> TrainingResult:
+    """Generate, featurise, train, evaluate on real rows and a held-out stream, and set the alert threshold."""
+    from tqdm.auto import tqdm
+
+    steps = ["streams", "stream features", "copula rows", "training", "real rows", "held-out stream"]
+    steps += ["ablation"] if settings.ablation else []
+    with tqdm(total=len(steps), desc="Training", unit="step", disable=not progress) as bar:
+        def step(name: str) -> None:
+            bar.set_postfix_str(name)
+
+        step(steps[0])
+        train_stream, held_stream = generate_streams(settings, space=space, synthesizer=synthesizer)
+        bar.update()
+        step(steps[1])
+        stream = stream_features(train_stream, geoip=geoip)
+        held_out = stream_features(held_stream, geoip=geoip, source="held-out stream")
+        bar.update()
+        step(steps[2])
+        copula = copula_features(synthesizer, settings.copula_rows, settings.copula_frauds, seed=settings.copula_seed)
+        synthetic = combine([stream, copula])
+        bar.update()
+        step(steps[3])
+        described = {"stream": stream.describe(), "copula": copula.describe(),
+                     "stream_seed": settings.stream_seed, "copula_seed": settings.copula_seed}
+        detector = train_detector(synthetic.features, synthetic.labels, weights=synthetic.weights,
+                                  params=settings.params, training_data=described)
+        bar.update()
+        step(steps[4])
+        real_train, real_test = real_features(split)
+        real = compare_on_real(detector, synthetic, real_train, real_test, params=settings.params)
+        bar.update()
+        step(steps[5])
+        scores = detector.score(held_out.features)
+        threshold = choose_threshold(scores, held_out.labels, budget=settings.alert_budget)
+        scenarios = scenario_table(scores, held_out.labels, held_out.scenario, threshold.value)
+        bar.update()
+        table = None
+        if settings.ablation:
+            step(steps[6])
+            table = ablation(synthetic, held_out, real_test, params=settings.params, budget=settings.alert_budget,
+                             full=detector)
+            bar.update()
+    report = DetectionReport(
+        real=real, stream=ranking(scores, held_out.labels), threshold=threshold, scenarios=scenarios,
+        curve=threshold_curve(scores, held_out.labels), ablation=table,
+        training={**described, "held_out": held_out.describe(), "real_test": real_test.describe(),
+                  "settings": settings.to_dict()},
+    )
+    return TrainingResult(detector.with_evaluation(threshold=threshold.value, metrics=report.metrics()), report)

@@ -1,0 +1,316 @@
+"""The fraud detector: ONNX agrees with LightGBM, files are verified on load, and bad input is refused by name."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score
+
+from fraudlab.detect import features
+from fraudlab.detect.model import (
+    DEFAULT_DETECTOR,
+    DEFAULT_THRESHOLD,
+    Detector,
+    DetectorParams,
+    _float32_thresholds,
+    _to_onnx,
+    train_detector,
+)
+from fraudlab.exceptions import DataValidationError, InvalidParameterError, ModelFileError
+
+ROWS = 5_000
+TRAIN = 4_000
+#: Small and single-threaded: the whole file trains a handful of models in about a second each.
+PARAMS = DetectorParams(n_estimators=40, num_threads=1)
+
+
+def _toy(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Random features; fraud (about 4 %) where amount and the origin's balance error are both high."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(rows, len(features.FEATURES))), columns=list(features.FEATURES))
+    signal = frame["amount"] + frame["error_balance_orig"] + 0.3 * rng.normal(size=rows)
+    return frame, (signal > 2.4).to_numpy()
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return _toy(ROWS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def detector(toy):
+    frame, labels = toy
+    return train_detector(frame.iloc[:TRAIN], labels[:TRAIN], params=PARAMS, training_data={"seed": 3})
+
+
+@pytest.fixture
+def saved(detector, tmp_path):
+    """A detector saved to a fresh directory: (directory, manifest path)."""
+    return tmp_path, detector.save(tmp_path)
+
+
+def _rewrite_manifest(path, **changes):
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def test_onnx_scores_match_lightgbm_and_rank_frauds_first(detector, toy):
+    """The ONNX model scores what LightGBM's booster predicts, and it learned the toy rule (held-out rows)."""
+    # Setup
+    frame, labels = toy
+    held_out = frame.iloc[TRAIN:]
+
+    # Run
+    scores = detector.score(held_out)
+
+    # Assert
+    expected = detector.booster.predict(held_out[list(features.FEATURES)].to_numpy(np.float32))
+    assert scores.dtype == np.float64 and scores.shape == (ROWS - TRAIN,)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-5)
+    assert average_precision_score(labels[TRAIN:], scores) > 0.9
+    np.testing.assert_array_equal(detector.score_matrix(detector.feature_matrix(held_out)), scores)
+    np.testing.assert_array_equal(detector.score_matrix(detector.feature_matrix(held_out.iloc[:1])), scores[:1])
+
+
+def test_thresholds_rounded_down_to_float32_route_rows_as_lightgbm_does():
+    """Amounts above 2**17 have neighbouring float32 values; the rounded trees still give LightGBM's scores.
+
+    With round-to-nearest thresholds a row equal to a rounded-up threshold takes the other branch in ONNX.
+    """
+    import lightgbm
+    import onnxruntime
+
+    # Setup
+    rng = np.random.default_rng(1)
+    x = np.round(rng.uniform(131_072, 140_000, size=(20_000, 3)), 2).astype(np.float32)
+    y = ((x[:, 0] % 7) < 1).astype(np.int8)
+    native = {**PARAMS.lightgbm_params(), "max_bin": 4095, "min_data_in_leaf": 2, "num_leaves": 63}
+    booster = lightgbm.train(native, lightgbm.Dataset(x, y, params=native), num_boost_round=40)
+    names = features.FEATURES[:3]
+
+    # Run
+    rounded = _float32_thresholds(booster)
+    session = onnxruntime.InferenceSession(_to_onnx(rounded, names, "s"), providers=["CPUExecutionProvider"])
+    scores = session.run(None, {"features": x})[0][:, 1]
+
+    # Assert
+    assert rounded.model_to_string() != booster.model_to_string()
+    np.testing.assert_array_equal(rounded.predict(x), booster.predict(x))
+    np.testing.assert_allclose(scores, booster.predict(x), rtol=0, atol=1e-5)
+
+
+def test_training_is_deterministic_and_fingerprints_the_data(detector, toy):
+    """The same rows and params give the same ONNX bytes; the manifest's fingerprint names rows and frauds."""
+    # Setup
+    frame, labels = toy
+
+    # Run
+    again = train_detector(frame.iloc[:TRAIN], labels[:TRAIN], params=PARAMS)
+
+    # Assert
+    assert again.version == detector.version and len(detector.version) == 12
+    assert detector.sha256.startswith(detector.version)
+    data = detector.training_data
+    assert data["rows"] == TRAIN and data["frauds"] == int(labels[:TRAIN].sum()) and data["seed"] == 3
+    assert data["sha256"] == again.training_data["sha256"] and len(data["sha256"]) == 64
+    assert data["positive_weight"] == pytest.approx((TRAIN - data["frauds"]) / data["frauds"])
+    assert detector.feature_schema == features.schema_hash()
+    assert detector.threshold == DEFAULT_THRESHOLD and detector.metrics == {}
+
+
+def test_save_and_load_round_trip(detector, toy, saved):
+    """A loaded detector is the same model: same version, identical scores, the manifest's fields kept."""
+    # Setup
+    frame, _ = toy
+    directory, manifest_path = saved
+
+    # Run
+    from_directory = Detector.load(directory)
+    from_manifest = Detector.load(manifest_path)
+
+    # Assert
+    assert manifest_path == directory / "detector.json" and (directory / "detector.onnx").is_file()
+    assert sorted(p.name for p in directory.iterdir()) == ["detector.json", "detector.onnx"]  # no temporary left
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["format"] == "fraudlab-detector" and manifest["format_version"] == 1
+    assert manifest["sha256"] == detector.sha256 and manifest["feature_schema"] == features.schema_hash()
+    assert {"lightgbm", "onnxmltools", "onnxruntime", "onnx"} <= set(manifest["libraries"])
+    assert manifest["created_at"] and manifest["params"]["seed"] == 7
+    for loaded in (from_directory, from_manifest):
+        assert loaded.version == detector.version and loaded.booster is None
+        assert loaded.feature_names == detector.feature_names and loaded.params == detector.params
+        assert loaded.training_data == detector.training_data
+        np.testing.assert_array_equal(loaded.score(frame), detector.score(frame))
+
+
+def test_threshold_and_metrics_survive_save_and_load(detector, toy, tmp_path):
+    """with_evaluation sets the alert threshold and metrics on a copy; both come back from disk."""
+    # Setup
+    frame, _ = toy
+    metrics = {"pr_auc": np.float64(0.93), "alerts": np.int64(12), "per_scenario": {"card_testing": 0.8}}
+
+    # Run
+    evaluated = detector.with_evaluation(threshold=0.8, metrics=metrics)
+    loaded = Detector.load(evaluated.save(tmp_path))
+
+    # Assert
+    assert detector.threshold == DEFAULT_THRESHOLD and detector.metrics == {}
+    assert loaded.threshold == 0.8 and loaded.version == detector.version
+    assert loaded.metrics == {"pr_auc": 0.93, "alerts": 12, "per_scenario": {"card_testing": 0.8}}
+    np.testing.assert_array_equal(loaded.alerts(frame), detector.score(frame) >= 0.8)
+    with pytest.raises(InvalidParameterError, match=r"threshold 1\.5"):
+        detector.with_evaluation(threshold=1.5, metrics={})
+
+
+def test_a_flipped_byte_in_the_onnx_file_is_refused(saved):
+    # Setup
+    directory, _ = saved
+    model = directory / "detector.onnx"
+    payload = bytearray(model.read_bytes())
+    payload[len(payload) // 2] ^= 0x01
+    model.write_bytes(bytes(payload))
+
+    # Run / Assert
+    with pytest.raises(ModelFileError, match=r"detector\.onnx has SHA-256 .* tampered or corrupt"):
+        Detector.load(directory)
+
+
+def test_a_detector_of_another_feature_definition_is_refused(saved):
+    # Setup
+    _, manifest_path = saved
+    _rewrite_manifest(manifest_path, feature_schema="0" * 64)
+
+    # Run / Assert
+    with pytest.raises(ModelFileError, match=r"another feature definition.*`fraudlab train`"):
+        Detector.load(manifest_path)
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"format_version": 2}, "version 2 is not one this fraudlab reads"),
+    ({"format": "something-else"}, "format 'something-else'"),
+    ({"feature_names": ["amount", "shoe_size"]}, "shoe_size"),
+    ({"threshold": 7}, "threshold 7"),
+    ({"params": {"n_estimators": 0}}, "n_estimators=0"),
+])
+def test_a_malformed_manifest_is_refused(saved, changes, match):
+    # Setup
+    _, manifest_path = saved
+    _rewrite_manifest(manifest_path, **changes)
+
+    # Run / Assert
+    with pytest.raises(ModelFileError, match=match):
+        Detector.load(manifest_path)
+
+
+def test_missing_files_are_refused(saved, tmp_path):
+    # Setup
+    directory, _ = saved
+    (directory / "detector.onnx").unlink()
+
+    # Run / Assert
+    with pytest.raises(ModelFileError, match=r"detector\.onnx .* does not exist"):
+        Detector.load(directory)
+    with pytest.raises(ModelFileError, match="No detector manifest"):
+        Detector.load(tmp_path / "nowhere")
+
+
+def test_training_on_a_subset_and_scoring_a_wider_frame(toy):
+    """The ablation's case: a model without a family reads only its own columns, whatever else the frame has."""
+    # Setup
+    frame, labels = toy
+    subset = tuple(name for name in features.FEATURES if name not in features.FAMILIES["novelty"])
+    wider = frame.assign(transaction_id=np.arange(ROWS).astype(str), extra=1.0)
+
+    # Run
+    detector = train_detector(frame[list(subset)].iloc[:TRAIN], labels[:TRAIN], feature_names=subset, params=PARAMS)
+    scores = detector.score(wider)
+
+    # Assert
+    assert detector.feature_names == subset and detector.session.get_inputs()[0].shape[1] == len(subset)
+    np.testing.assert_allclose(scores, detector.booster.predict(frame[list(subset)].to_numpy(np.float32)), atol=1e-5)
+    assert average_precision_score(labels[TRAIN:], scores[TRAIN:]) > 0.9
+
+
+def test_missing_and_non_finite_columns_are_named(detector, toy):
+    # Setup
+    frame, labels = toy
+    holes = frame.iloc[:10].copy()
+    holes.loc[holes.index[3], "acct_sum_1h"] = np.nan
+    holes.loc[holes.index[4], "received_1h"] = np.inf
+
+    # Run / Assert
+    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['new_ip', 'ip_hosting'\]"):
+        detector.score(frame.drop(columns=["new_ip", "ip_hosting"]))
+    with pytest.raises(DataValidationError, match=r"'acct_sum_1h' has 1 NaN(.|\n)*'received_1h' has 1 NaN"):
+        detector.score(holes)
+    with pytest.raises(DataValidationError, match="'acct_sum_1h' has 1 NaN"):
+        train_detector(holes, labels[:10], params=PARAMS)
+    with pytest.raises(DataValidationError, match="column 'amount' is not numeric"):
+        detector.score(frame.iloc[:10].assign(amount="12.5"))
+    with pytest.raises(InvalidParameterError, match=r"shape \(3, 2\)"):
+        detector.score_matrix(np.zeros((3, 2), dtype=np.float32))
+
+
+def test_training_input_is_refused_by_name(toy):
+    # Setup
+    frame, labels = toy
+    few = frame.iloc[:100]
+    assert labels[:100].any()
+
+    # Run / Assert
+    with pytest.raises(DataValidationError, match="no fraud rows"):
+        train_detector(few, np.zeros(100, dtype=bool), params=PARAMS)
+    with pytest.raises(InvalidParameterError, match="shoe_size"):
+        train_detector(few, labels[:100], feature_names=("amount", "shoe_size"), params=PARAMS)
+    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['amount'\]"):
+        train_detector(few.drop(columns="amount"), labels[:100], params=PARAMS)
+    with pytest.raises(InvalidParameterError, match="expected 100 labels"):
+        train_detector(few, labels[:99], params=PARAMS)
+    with pytest.raises(InvalidParameterError, match="training_data"):
+        train_detector(few, labels[:100], params=PARAMS, training_data={"when": object()})
+    with pytest.raises(InvalidParameterError, match="each need a positive total weight"):
+        train_detector(few, labels[:100], weights=np.where(labels[:100], 0.0, 1.0), params=PARAMS)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("n_estimators", 0), ("num_leaves", 1), ("learning_rate", 0.0), ("subsample", 1.5), ("colsample_bytree", -1.0),
+    ("seed", -1), ("num_threads", 2.5), ("balance_classes", "yes"), ("min_child_samples", True),
+])
+def test_invalid_params_name_the_field_and_value(field, value):
+    with pytest.raises(InvalidParameterError, match=rf"DetectorParams\.{field}={value!r}"):
+        DetectorParams(**{field: value})
+
+
+def test_a_detector_pickles_without_its_session(detector, toy):
+    """A worker that receives a detector (Flink, multiprocessing) rebuilds the onnxruntime session itself."""
+    # Setup
+    frame, _ = toy
+    detector.score(frame.iloc[:5])
+
+    # Run
+    copy = pickle.loads(pickle.dumps(detector))
+
+    # Assert
+    np.testing.assert_array_equal(copy.score(frame), detector.score(frame))
+
+
+def test_importing_the_module_loads_no_training_or_service_library():
+    """Scoring needs numpy, pandas and onnxruntime only; LightGBM and onnxmltools load when training starts."""
+    # Setup
+    probe = "import json, sys, fraudlab.detect.model; print(json.dumps(sorted(sys.modules)))"
+
+    # Run
+    loaded = set(json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                           check=True).stdout))
+
+    # Assert
+    heavy = ("lightgbm", "onnxmltools", "onnx", "onnxruntime", "mlflow", "grpc", "confluent_kafka", "pyflink")
+    assert not sorted(name for name in loaded if name.split(".")[0] in heavy)
+    assert DEFAULT_DETECTOR.name == "detector.json" and DEFAULT_DETECTOR.parent.name == "pretrained"
