@@ -652,75 +652,87 @@ def _interval(span_ms: int) -> str:
     raise InvalidParameterError(f"a window span must be whole seconds, got {span_ms} ms")
 
 
-def _sql_aggregate(window: Window, value: str | None) -> str:
+def _sql_aggregate(window: Window) -> str:
     if window.aggregate == "count":
         return "COUNT(*)"
     if window.aggregate == "distinct":
-        return f"COUNT(DISTINCT `{value}`)"
-    return f"{window.aggregate.upper()}(`{value}`)"
+        return f"COUNT(DISTINCT `{window.value}`)"
+    return f"{window.aggregate.upper()}(`{window.value}`)"
 
 
 def _quoted(columns: Iterable[str]) -> str:
     return ", ".join(f"`{column}`" for column in columns)
 
 
-def _own_window_query(source: str, windows: list[Window]) -> str:
-    first = windows[0]
-    selects = ",\n  ".join(f"{_sql_aggregate(w, w.value)} OVER w AS `{w.name}`" for w in windows)
-    return (f"SELECT `transaction_id`,\n  {selects}\nFROM `{source}`\n"
-            f"WINDOW w AS (PARTITION BY {_quoted(first.key)} ORDER BY `event_time`\n"
-            f"  RANGE BETWEEN {_interval(first.span_ms)} PRECEDING AND CURRENT ROW)")
+def _range(partition: Iterable[str], span_ms: int) -> str:
+    return (f"(PARTITION BY {_quoted(partition)} ORDER BY `event_time` "
+            f"RANGE BETWEEN {_interval(span_ms)} PRECEDING AND CURRENT ROW)")
 
 
-def _received_window_query(source: str, windows: list[Window]) -> str:
-    """Events keyed by another column: the transactions asking and the events counted, as one union."""
-    first = windows[0]
-    if any(w.aggregate not in ("count", "sum") for w in windows):
-        raise InvalidParameterError("a window with events_key supports only count and sum aggregates")
-    keys = [f"k{i}" for i in range(len(first.key))]
-    asking = ", ".join(f"`{column}` AS {k}" for column, k in zip(first.key, keys, strict=True))
-    counted = ", ".join(f"`{column}` AS {k}" for column, k in zip(first.event_key, keys, strict=True))
-    zero = ", ".join(f"CAST(0 AS BIGINT) AS `v_{w.name}`" for w in windows)
-    one = ", ".join(("CAST(1 AS BIGINT)" if w.aggregate == "count" else f"CAST(`{w.value}` AS BIGINT)")
-                    + f" AS `v_{w.name}`" for w in windows)
-    sums = ",\n    ".join(f"SUM(`v_{w.name}`) OVER w AS `{w.name}`" for w in windows)
-    return (f"SELECT `transaction_id`, {_quoted(w.name for w in windows)} FROM (\n"
-            f"  SELECT `transaction_id`, is_query,\n    {sums}\n  FROM (\n"
-            f"    SELECT `transaction_id`, {asking}, `event_time`, {zero}, TRUE AS is_query FROM `{source}`\n"
-            f"    UNION ALL\n"
-            f"    SELECT `transaction_id`, {counted}, `event_time`, {one}, FALSE AS is_query FROM `{source}`)\n"
-            f"  WINDOW w AS (PARTITION BY {', '.join(keys)} ORDER BY `event_time`\n"
-            f"    RANGE BETWEEN {_interval(first.span_ms)} PRECEDING AND CURRENT ROW)\n"
-            f") WHERE is_query")
+def _own_level(inner: str, windows: list[Window]) -> str:
+    selects = ", ".join(f"{_sql_aggregate(w)} OVER w AS `{w.name}`" for w in windows)
+    return f"SELECT *, {selects} FROM (\n{inner}\n) WINDOW w AS {_range(windows[0].key, windows[0].span_ms)}"
 
 
-def _previous_query(source: str, previous: list[Previous]) -> str:
-    selects = ",\n  ".join(f"LAG(`{p.value}`) OVER w AS `{p.name}`" for p in previous)
-    return (f"SELECT `transaction_id`,\n  {selects}\nFROM `{source}`\n"
-            f"WINDOW w AS (PARTITION BY {_quoted(previous[0].key)} ORDER BY `event_time`\n"
-            f"  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+def _received_level(source: str, carried: list[str], windows: list[Window], level: int) -> str:
+    """Events keyed by another column: the transactions asking and the events counted, as one union, then only
+    the asking rows kept (the rowtime attribute survives ``UNION ALL``)."""
+    if any(w.aggregate not in ("count", "sum") for w in windows) or len(windows[0].key) != 1:
+        raise InvalidParameterError("a window with events_key supports one key column and count or sum aggregates")
+    party, asking = f"party_{level}", f"asking_{level}"
+    values = [f"v_{w.name}" for w in windows]
+    zero = ", ".join(f"CAST(0 AS BIGINT) AS `{v}`" for v in values)
+    counted = ", ".join(("CAST(1 AS BIGINT)" if w.aggregate == "count" else f"CAST(`{w.value}` AS BIGINT)")
+                        + f" AS `{v}`" for w, v in zip(windows, values, strict=True))
+    sums = ", ".join(f"SUM(`{v}`) OVER w AS `{w.name}`" for w, v in zip(windows, values, strict=True))
+    keep = _quoted(carried)
+    return (f"SELECT {keep}, {_quoted(w.name for w in windows)} FROM (\n"
+            f"SELECT {keep}, `{asking}`, {sums} FROM (\n"
+            f"SELECT {keep}, `{windows[0].key[0]}` AS `{party}`, {zero}, TRUE AS `{asking}` FROM `{source}`\n"
+            f"UNION ALL\n"
+            f"SELECT {keep}, `{windows[0].event_key[0]}` AS `{party}`, {counted}, FALSE AS `{asking}` FROM `{source}`"
+            f"\n) WINDOW w AS {_range([party], windows[0].span_ms)}\n) WHERE `{asking}`")
 
 
-def flink_sql(source: str = "transactions") -> dict[str, str]:
-    """The declarations as Flink SQL: one ``OVER`` query per (key, events key, span), one per ``LAG`` key.
+def _nan_for_null(column: str) -> str:
+    """FIRST_VALUE skips NULLs (it would return the current row's value): missing becomes NaN, as in pandas."""
+    return f"COALESCE(CAST(`{column}` AS DOUBLE), CAST('NaN' AS DOUBLE))"
+
+
+def _previous_level(inner: str, previous: list[Previous]) -> str:
+    """The previous row of the key through a two-row ``ROWS`` frame: ``LAG`` in Flink 2.2 streams sees tied rows
+    after all of them are added, a ``ROWS`` frame takes ties in arrival order, as the other executors do."""
+    selects = ", ".join(f"CASE WHEN COUNT(*) OVER w = 2 THEN FIRST_VALUE({_nan_for_null(p.value)}) OVER w END "
+                        f"AS `{p.name}`" for p in previous)
+    return (f"SELECT *, {selects} FROM (\n{inner}\n) WINDOW w AS (PARTITION BY {_quoted(previous[0].key)} "
+            f"ORDER BY `event_time` ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)")
+
+
+def flink_sql(source: str = "transactions") -> str:
+    """The declarations as one Flink SQL query: nested ``OVER`` levels, one per window shape, then ``LAG``-like
+    previous values; it yields the :func:`feature_inputs` columns and every one of :data:`RAW_COLUMNS`.
 
     ``source`` is a table of the :func:`feature_inputs` columns (``amount_cents`` included) with an event-time
-    attribute ``event_time`` whose watermark allows :data:`LATENESS_MS`. Each query yields ``transaction_id`` and
-    its declarations' :data:`RAW_COLUMNS`; the job joins them on ``transaction_id`` and calls :func:`finish`.
-    Flink evaluates an ``OVER`` query's aggregates over one window, hence one query per window shape.
+    attribute ``event_time`` whose watermark allows :data:`LATENESS_MS`. Flink computes the aggregates of one
+    ``OVER`` over a single window, so each (key, events key, span) gets its own level; nesting them (rather than
+    joining one query per shape on ``transaction_id``) keeps the output append-only with no join state. The job
+    then calls :func:`finish` on the rows in Arrow batches.
     """
+    carried = [*INPUT_COLUMNS, *ENRICHMENT_COLUMNS, "amount_cents", "event_time"]
     groups: dict[tuple[Any, ...], list[Window]] = {}
     for window in WINDOWS:
         groups.setdefault((window.key, window.events_key, window.span_ms), []).append(window)
-    queries = {}
-    for (key, events_key, span), windows in groups.items():
-        name = "_".join((*key, *(["from", *events_key] if events_key else []), _interval(span).split("'")[1]
-                         + _interval(span).split()[-1][0].lower()))
-        queries[name] = (_own_window_query(source, windows) if events_key is None
-                         else _received_window_query(source, windows))
+    received = [windows for (_, events_key, _), windows in groups.items() if events_key is not None]
+    own = [windows for (_, events_key, _), windows in groups.items() if events_key is None]
+    if len(received) > 1:
+        raise InvalidParameterError("flink_sql: at most one window shape with events_key is supported")
+    query = (_received_level(source, carried, received[0], 0) if received
+             else f"SELECT {_quoted(carried)} FROM `{source}`")
     lagged: dict[tuple[str, ...], list[Previous]] = {}
     for previous in PREVIOUS:
         lagged.setdefault(previous.key, []).append(previous)
-    for key, previous_group in lagged.items():
-        queries["_".join((*key, "previous"))] = _previous_query(source, previous_group)
-    return queries
+    for previous_group in lagged.values():
+        query = _previous_level(query, previous_group)
+    for windows in own:
+        query = _own_level(query, windows)
+    return f"SELECT {_quoted([*carried, *RAW_COLUMNS])} FROM (\n{query}\n)"

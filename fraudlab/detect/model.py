@@ -297,6 +297,12 @@ def _to_onnx(booster: Any, names: tuple[str, ...], schema: str) -> bytes:
                            "'label' and one probability output")
     del model.graph.output[:]
     model.graph.output.extend(probabilities)
+    # onnxmltools lists the opsets in set order, which varies between Python processes: sort them, so the same
+    # training gives the same bytes (and the same detector version) in every run.
+    opsets = sorted((opset.domain, opset.version) for opset in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in opsets:
+        model.opset_import.add(domain=domain, version=version)
     for key, value in (("fraudlab.feature_names", json.dumps(list(names))), ("fraudlab.feature_schema", schema)):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -388,6 +394,7 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     """Write ``payload`` to a temporary file beside ``path``, fsync, rename: readers see old or new, never half."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o644)  # mkstemp creates it private; a model file is meant to be read by others
         with os.fdopen(handle, "wb") as out:
             out.write(payload)
             out.flush()

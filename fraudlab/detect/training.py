@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from fraudlab.generate.synth import TransactionSynthesizer
 
 __all__ = ["LabelledFeatures", "TrainingResult", "TrainingSettings", "combine", "copula_features", "generate_streams",
-           "real_features", "run_training", "stream_features"]
+           "real_features", "run_training", "save_outputs", "score_file", "stream_features"]
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,11 @@ def combine(parts: Sequence[LabelledFeatures]) -> LabelledFeatures:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """The trained detector (threshold and metrics set) and its evaluation."""
+    """The trained detector (threshold and metrics set), its evaluation and a few held-out rows' features."""
 
     detector: Detector
     report: DetectionReport
+    example: pd.DataFrame
 
 
 def run_training(settings: TrainingSettings, *, space: AddressSpace, geoip: GeoIP,
@@ -218,4 +220,47 @@ def run_training(settings: TrainingSettings, *, space: AddressSpace, geoip: GeoI
         training={**described, "held_out": held_out.describe(), "real_test": real_test.describe(),
                   "settings": settings.to_dict()},
     )
-    return TrainingResult(detector.with_evaluation(threshold=threshold.value, metrics=report.metrics()), report)
+    evaluated = detector.with_evaluation(threshold=threshold.value, metrics=report.metrics())
+    return TrainingResult(evaluated, report, held_out.features.head(5).reset_index(drop=True))
+
+
+def save_outputs(result: TrainingResult, directory: Path) -> dict[str, Path]:
+    """The detector (``detector.json`` + ``.onnx``), ``report.md``, ``report.json`` and the figures in ``directory``."""
+    import json
+
+    from fraudlab.detect.plots import report_figures
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"manifest": result.detector.save(directory)}
+    paths["report"] = directory / "report.md"
+    paths["report"].write_text(result.report.to_markdown(), encoding="utf-8")
+    paths["report_json"] = directory / "report.json"
+    paths["report_json"].write_text(json.dumps(result.report.to_dict(), indent=2, default=str), encoding="utf-8")
+    for name, figure in report_figures(result.report).items():
+        paths[name] = directory / f"{name}.png"
+        figure.savefig(paths[name])
+    return paths
+
+
+def score_file(detector: Detector, path: Path, *, geoip: GeoIP | None = None) -> pd.DataFrame:
+    """Scores of every row of a transaction file: an account stream (with history) or any PaySim file (cold).
+
+    An account stream (parquet or CSV with ``timestamp`` and ``user_id``) is featurised with its history and
+    needs ``geoip`` for its addresses; a Kaggle, raw-log or canonical PaySim file is read by
+    :func:`fraudlab.data.read_transactions` and scored cold. The result has the input's ``transaction_id`` (or
+    its row number as ``row``), ``score`` and ``alert``.
+    """
+    from fraudlab.data.readers import read_transactions
+
+    header = (pd.read_parquet(path).head(0) if path.suffix == ".parquet" and path.is_file()
+              else pd.read_csv(path, nrows=0) if path.is_file() else None)
+    if header is not None and {"timestamp", "user_id"} <= set(header.columns):
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"ip_address": str})
+        features = feature_definition.compute_features(table, geoip=geoip)
+    else:
+        table = read_transactions(path, progress=False)
+        features = feature_definition.cold_features(table)
+    scores = detector.score(features)
+    ids = ({"transaction_id": table["transaction_id"].astype(str).to_numpy()} if "transaction_id" in table.columns
+           else {"row": np.arange(len(table))})
+    return pd.DataFrame({**ids, "score": scores, "alert": scores >= detector.threshold})

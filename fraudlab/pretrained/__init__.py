@@ -1,1 +1,1 @@
-"""The pre-trained synthesizer shipped as package data, so an installed fraudlab samples without fitting."""
+"""The pre-trained synthesizer and fraud detector, package data: an installed fraudlab samples and scores at once."""

@@ -22,7 +22,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PRETRAINED = ("fraudlab/pretrained/gaussian_copula_20L.npz", "fraudlab/pretrained/gaussian_copula_20L.json")
+PRETRAINED = ("fraudlab/pretrained/gaussian_copula_20L.npz", "fraudlab/pretrained/gaussian_copula_20L.json",
+              "fraudlab/pretrained/detector.json", "fraudlab/pretrained/detector.onnx")
 
 
 def _run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

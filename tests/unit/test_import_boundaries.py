@@ -40,10 +40,16 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                    "fraudlab.infra")),
     "fraudlab.enrich.geoip": (SERVICES, ("fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest",
                                          "fraudlab.kafka", "fraudlab.infra", "fraudlab.schema")),
+    "fraudlab.detect.features": ((*SERVICES, "lightgbm", "onnx", "onnxmltools", "sklearn"),
+                                 ("fraudlab.detect.model", "fraudlab.detect.registry", "fraudlab.generate",
+                                  "fraudlab.enrich", "fraudlab.infra", "fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.detect.model": ((*GRPC, *KAFKA, "mlflow", "pyflink", *NOTEBOOK, "lightgbm", "onnxmltools"),
+                              ("fraudlab.detect.registry", "fraudlab.infra", "fraudlab.ingest", "fraudlab.kafka")),
+    "fraudlab.detect.registry": (SERVICES, ("fraudlab.infra", "fraudlab.ingest", "fraudlab.kafka")),
     "fraudlab.kafka": ((*GRPC, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest", "fraudlab.generate")),
     "fraudlab.ingest.client": ((*KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.service", "fraudlab.kafka")),
     "fraudlab.ingest.service": ((*LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.client", "fraudlab.generate")),
-    "fraudlab.infra": (SERVICES, ("fraudlab.schema", "fraudlab.kafka", "fraudlab.ingest")),
+    "fraudlab.infra": (SERVICES, ("fraudlab.schema", "fraudlab.kafka", "fraudlab.ingest", "fraudlab.detect")),
     "fraudlab.notebook": (SERVICES, ("fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
     "fraudlab.cli": ((*GRPC, *KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest", "fraudlab.kafka",
                                                                "fraudlab.generate", "fraudlab.evaluate")),
@@ -80,3 +86,21 @@ def test_the_probe_sees_a_forbidden_import():
     """The check itself works: importing the gRPC service does load grpc and the Kafka client."""
     loaded = _loaded_by("fraudlab.ingest.service")
     assert _under(loaded, GRPC) and _under(loaded, KAFKA)
+
+
+_SCORING = """import json, sys
+import numpy as np, pandas as pd
+from fraudlab.detect.model import DEFAULT_DETECTOR, Detector
+detector = Detector.load(DEFAULT_DETECTOR)
+scores = detector.score(pd.DataFrame(np.zeros((3, len(detector.feature_names))), columns=detector.feature_names))
+print(json.dumps({"scores": len(scores), "modules": sorted(sys.modules)}))
+"""
+
+
+def test_scoring_with_the_pretrained_detector_loads_neither_mlflow_nor_the_training_libraries():
+    """What the Flink venv runs: load the shipped detector and score, with onnxruntime only."""
+    completed = subprocess.run([sys.executable, "-c", _SCORING], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["scores"] == 3 and "onnxruntime" in result["modules"]
+    assert not _under(set(result["modules"]), ("mlflow", "lightgbm", "onnxmltools", "sklearn", *GRPC, *KAFKA))
