@@ -654,7 +654,9 @@ def _interval(span_ms: int) -> str:
 
 def _sql_aggregate(window: Window) -> str:
     if window.aggregate == "count":
-        return "COUNT(*)"
+        # Not COUNT(*): Flink 2.2's planner names bare COUNT(*) levels w0$o0 and fails on a deep nest with
+        # "Field names must be unique"; a SUM of ones is the same BIGINT (never NULL: the row itself is in).
+        return "SUM(CAST(1 AS BIGINT))"
     if window.aggregate == "distinct":
         return f"COUNT(DISTINCT `{window.value}`)"
     return f"{window.aggregate.upper()}(`{window.value}`)"
@@ -702,7 +704,8 @@ def _nan_for_null(column: str) -> str:
 def _previous_level(inner: str, previous: list[Previous]) -> str:
     """The previous row of the key through a two-row ``ROWS`` frame: ``LAG`` in Flink 2.2 streams sees tied rows
     after all of them are added, a ``ROWS`` frame takes ties in arrival order, as the other executors do."""
-    selects = ", ".join(f"CASE WHEN COUNT(*) OVER w = 2 THEN FIRST_VALUE({_nan_for_null(p.value)}) OVER w END "
+    selects = ", ".join(f"CASE WHEN COUNT(*) OVER w = 2 THEN FIRST_VALUE({_nan_for_null(p.value)}) OVER w "
+                        f"ELSE CAST('NaN' AS DOUBLE) END "
                         f"AS `{p.name}`" for p in previous)
     return (f"SELECT *, {selects} FROM (\n{inner}\n) WINDOW w AS (PARTITION BY {_quoted(previous[0].key)} "
             f"ORDER BY `event_time` ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)")
