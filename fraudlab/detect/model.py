@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 import fraudlab
+from fraudlab.artefacts import verified_payload
 from fraudlab.detect import features as feature_definition
 from fraudlab.exceptions import DataValidationError, InvalidParameterError, ModelFileError
 
@@ -553,18 +554,9 @@ class Detector:
         manifest_path = _manifest_path(path)
         manifest = cls.read_manifest(manifest_path)
         model_path = manifest_path.parent / Path(str(manifest.get("model_file", ONNX_FILE))).name
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(
-                f"{manifest_path}: format {manifest.get('format')!r} version {manifest.get('format_version')!r} is "
-                f"not one this fraudlab reads ({FORMAT!r} version {FORMAT_VERSION}); retrain with `fraudlab train`."
-            )
-        if not model_path.is_file():
-            raise ModelFileError(f"The model file {model_path} named by {manifest_path.name} does not exist.")
-        payload = model_path.read_bytes()
-        digest = hashlib.sha256(payload).hexdigest()
-        if digest != manifest.get("sha256"):
-            raise ModelFileError(f"{model_path} has SHA-256 {digest}, but {manifest_path.name} says "
-                                 f"{manifest.get('sha256')}: the file is tampered or corrupt and was not loaded.")
+        payload = verified_payload(model_path, manifest, manifest_name=manifest_path.name, format_key="format",
+                                   format_name=FORMAT, format_version=FORMAT_VERSION,
+                                   remedy="retrain with `fraudlab train`")
         schema = feature_definition.schema_hash()
         if manifest.get("feature_schema") != schema:
             raise ModelFileError(

@@ -54,6 +54,7 @@ from scipy import special
 from tqdm.auto import tqdm
 
 from fraudlab import config
+from fraudlab.artefacts import verified_payload
 from fraudlab.exceptions import DataValidationError, InvalidParameterError, ModelFileError, NotFittedError
 from fraudlab.schema.rules import MONEY_TOLERANCE, booked_origin_balance
 from fraudlab.schema.table import BALANCE_COLUMNS, CANONICAL_COLUMNS, TRANSACTION_TYPES, to_canonical
@@ -674,18 +675,9 @@ class TransactionSynthesizer:
         """
         manifest = cls.read_manifest(path)
         model_path = Path(path).with_suffix(".npz")
-        if manifest.get("kind") != ARTEFACT_KIND or manifest.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(
-                f"{model_path}: format {manifest.get('kind')!r} version {manifest.get('format_version')!r} is not "
-                f"one this fraudlab reads ({ARTEFACT_KIND!r} version {FORMAT_VERSION}); refit it with `fraudlab fit`."
-            )
-        if not model_path.is_file():
-            raise ModelFileError(f"The model file {model_path} named by its manifest does not exist.")
-        payload = model_path.read_bytes()
-        digest = hashlib.sha256(payload).hexdigest()
-        if digest != manifest.get("sha256"):
-            raise ModelFileError(f"{model_path} has SHA-256 {digest}, but its manifest says "
-                                 f"{manifest.get('sha256')}: the file was modified or corrupted and was not loaded.")
+        payload = verified_payload(model_path, manifest, manifest_name="its manifest", format_key="kind",
+                                   format_name=ARTEFACT_KIND, format_version=FORMAT_VERSION,
+                                   remedy="refit it with `fraudlab fit`")
         with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
             return cls._from_arrays({name: arrays[name] for name in arrays.files})
 

@@ -26,6 +26,7 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fraudlab": (SERVICES, ("fraudlab.data", "fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest",
                             "fraudlab.kafka", "fraudlab.infra", "fraudlab.cli")),
     "fraudlab.config": (SERVICES, ("fraudlab.schema",)),
+    "fraudlab.artefacts": (SERVICES, ("fraudlab.schema", "fraudlab.generate", "fraudlab.detect")),
     "fraudlab.exceptions": (SERVICES, ("fraudlab.schema",)),
     "fraudlab.schema": (SERVICES, ("fraudlab.data", "fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest",
                                    "fraudlab.kafka", "fraudlab.infra")),

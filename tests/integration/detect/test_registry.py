@@ -261,7 +261,7 @@ def test_a_tampered_download_is_refused_by_detector_load(store, tmp_path):
 
     # Run / Assert
     assert folder == tmp_path / DETECTOR_ARTIFACTS
-    with pytest.raises(ModelFileError, match="tampered or corrupt"):
+    with pytest.raises(ModelFileError, match="modified or corrupted"):
         Detector.load(folder)
 
 

@@ -178,7 +178,7 @@ def test_a_flipped_byte_in_the_onnx_file_is_refused(saved):
     model.write_bytes(bytes(payload))
 
     # Run / Assert
-    with pytest.raises(ModelFileError, match=r"detector\.onnx has SHA-256 .* tampered or corrupt"):
+    with pytest.raises(ModelFileError, match=r"detector\.onnx has SHA-256 .* modified or corrupted"):
         Detector.load(directory)
 
 
