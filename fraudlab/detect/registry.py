@@ -19,6 +19,8 @@ MLflow.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import math
 import os
 import tempfile
@@ -140,9 +142,17 @@ def _check_reachable(tracking_uri: str) -> None:
         "--tracking-uri (the default, a sqlite:/// store in the cache, needs no server).")
 
 
+def _quiet_mlflow() -> None:
+    """MLflow logs routine steps (store migrations, "Successfully registered model") at INFO on stderr, which
+    reads as trouble in a notebook; fraudlab reports the outcome itself, so only MLflow's warnings are kept."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def _client(tracking_uri: str) -> Any:
     """An MlflowClient on ``tracking_uri`` for tracking and registry alike; a SQLite store's folder is created."""
     from mlflow import MlflowClient
+
+    _quiet_mlflow()
 
     if not isinstance(tracking_uri, str) or not tracking_uri:
         raise InvalidParameterError(f"Invalid tracking_uri {tracking_uri!r}: give an MLflow tracking URI such as "
@@ -164,6 +174,8 @@ def _fluent_uri(tracking_uri: str) -> Iterator[None]:
     """
     import mlflow
     from mlflow.tracking._model_registry import utils as registry_utils
+
+    _quiet_mlflow()
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     with _FLUENT_LOCK:
@@ -336,13 +348,16 @@ def log_training_run(
             mlflow.log_artifacts(str(Path(scratch) / DETECTOR_ARTIFACTS), DETECTOR_ARTIFACTS)
         if artifacts_dir is not None:
             mlflow.log_artifacts(str(artifacts_dir), "outputs")
-        info = mlflow.onnx.log_model(
-            onnx.load_from_string(detector.onnx_bytes), name="model", signature=signature,
-            input_example=example if input_example is not None else None,
-            registered_model_name=REGISTERED_MODEL, onnx_execution_providers=["CPUExecutionProvider"],
-            # Given, not inferred: inference loads the model in a subprocess (seconds) to guess these two.
-            pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"],
-        )
+        # Registering prints "Successfully registered model ..." to stderr (not through logging); the version is
+        # returned and reported by the caller, so that line is dropped. Errors still raise.
+        with contextlib.redirect_stderr(io.StringIO()):
+            info = mlflow.onnx.log_model(
+                onnx.load_from_string(detector.onnx_bytes), name="model", signature=signature,
+                input_example=example if input_example is not None else None,
+                registered_model_name=REGISTERED_MODEL, onnx_execution_providers=["CPUExecutionProvider"],
+                # Given, not inferred: inference loads the model in a subprocess (seconds) to guess these two.
+                pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"],
+            )
     version = int(info.registered_model_version)
     version_tags = {TAG_DETECTOR_VERSION: detector.version, TAG_DETECTOR_SHA256: detector.sha256,
                     TAG_FEATURE_SCHEMA: detector.feature_schema}
