@@ -341,6 +341,22 @@ def finish(inputs: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- executor 1: a table (vectorised)
 
 
+def _window_shapes() -> dict[tuple[Any, ...], list[Window]]:
+    """The windows by (key, events key, span): what one sort (table) or one ``OVER`` level (Flink SQL) serves."""
+    shapes: dict[tuple[Any, ...], list[Window]] = {}
+    for window in WINDOWS:
+        shapes.setdefault((window.key, window.events_key, window.span_ms), []).append(window)
+    return shapes
+
+
+def _previous_by_key() -> dict[tuple[str, ...], list[Previous]]:
+    """The previous values by key: one sort (table) or one ``ROWS`` level (Flink SQL) each."""
+    by_key: dict[tuple[str, ...], list[Previous]] = {}
+    for previous in PREVIOUS:
+        by_key.setdefault(previous.key, []).append(previous)
+    return by_key
+
+
 class _KeyCodes:
     """Integer codes of the keys of one table, each column factorised once however many windows use it.
 
@@ -470,18 +486,15 @@ def _previous(inputs: pd.DataFrame, keys: _KeyCodes, previous: list[Previous]) -
 def raw_aggregates(inputs: pd.DataFrame) -> pd.DataFrame:
     """Every declaration's value for every row of ``inputs`` (any order; ties keep the input order)."""
     groups: dict[tuple[Any, ...], list[Window]] = {}
-    for window in WINDOWS:
-        groups.setdefault((window.key, window.events_key), []).append(window)
+    for (key, events_key, _), windows in _window_shapes().items():
+        groups.setdefault((key, events_key), []).extend(windows)  # one sort serves every span of a key
     keys = _KeyCodes(inputs)
     columns = {}
     for windows in groups.values():
         bounds = _bounds(inputs, keys, windows)
         columns |= {window.name: _aggregate(inputs, window, bounds[window.span_ms]) for window in windows}
     columns = {window.name: columns[window.name] for window in WINDOWS}
-    lagged: dict[tuple[str, ...], list[Previous]] = {}
-    for previous in PREVIOUS:
-        lagged.setdefault(previous.key, []).append(previous)
-    for previous_group in lagged.values():
+    for previous_group in _previous_by_key().values():
         columns |= _previous(inputs, keys, previous_group)
     return pd.DataFrame(columns, index=inputs.index)
 
@@ -722,19 +735,14 @@ def flink_sql(source: str = "transactions") -> str:
     then calls :func:`finish` on the rows in Arrow batches.
     """
     carried = [*INPUT_COLUMNS, *ENRICHMENT_COLUMNS, "amount_cents", "event_time"]
-    groups: dict[tuple[Any, ...], list[Window]] = {}
-    for window in WINDOWS:
-        groups.setdefault((window.key, window.events_key, window.span_ms), []).append(window)
-    received = [windows for (_, events_key, _), windows in groups.items() if events_key is not None]
-    own = [windows for (_, events_key, _), windows in groups.items() if events_key is None]
+    shapes = _window_shapes()
+    received = [windows for (_, events_key, _), windows in shapes.items() if events_key is not None]
+    own = [windows for (_, events_key, _), windows in shapes.items() if events_key is None]
     if len(received) > 1:
         raise InvalidParameterError("flink_sql: at most one window shape with events_key is supported")
     query = (_received_level(source, carried, received[0], 0) if received
              else f"SELECT {_quoted(carried)} FROM `{source}`")
-    lagged: dict[tuple[str, ...], list[Previous]] = {}
-    for previous in PREVIOUS:
-        lagged.setdefault(previous.key, []).append(previous)
-    for previous_group in lagged.values():
+    for previous_group in _previous_by_key().values():
         query = _previous_level(query, previous_group)
     for windows in own:
         query = _own_level(query, windows)

@@ -252,9 +252,15 @@ def score_file(detector: Detector, path: Path, *, geoip: GeoIP | None = None) ->
     """
     from fraudlab.data.readers import read_transactions
 
-    header = (pd.read_parquet(path).head(0) if path.suffix == ".parquet" and path.is_file()
-              else pd.read_csv(path, nrows=0) if path.is_file() else None)
-    if header is not None and {"timestamp", "user_id"} <= set(header.columns):
+    columns: set[str] = set()
+    if path.is_file():
+        if path.suffix == ".parquet":
+            import pyarrow.parquet
+
+            columns = set(pyarrow.parquet.read_schema(path).names)  # the footer only, not the rows
+        else:
+            columns = set(pd.read_csv(path, nrows=0).columns)
+    if {"timestamp", "user_id"} <= columns:
         table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"ip_address": str})
         features = feature_definition.compute_features(table, geoip=geoip)
     else:
