@@ -27,17 +27,26 @@ __all__ = [
     "ACCOUNT_START",
     "ACCOUNT_TRAVELLER_SHARE",
     "ACK_TIMEOUT_S",
+    "ALERTS_TOPIC",
     "BROKER_CONTROLLER_PORT",
     "BROKER_HEAP",
     "BROKER_HOST",
     "BROKER_PORT",
     "CARD_TEST_MINUTES",
+    "DEAD_LETTER_TOPIC",
     "DEDUP_CAPACITY",
     "DEDUP_WINDOW_S",
     "DEMO_COUNT",
     "FIT_OUTPUT",
     "FIT_ROWS",
     "FIT_SEED",
+    "FLINK_CHECKPOINT_MS",
+    "FLINK_HOST",
+    "FLINK_KAFKA_CONNECTOR",
+    "FLINK_REST_PORT",
+    "FLINK_TASK_SLOTS",
+    "FLINK_VENV",
+    "FLINK_VERSION",
     "FRAUD_IP_WEIGHTS",
     "GEOIP_ASN_PACKAGE",
     "GEOIP_ASN_VERSION",
@@ -57,6 +66,7 @@ __all__ = [
     "MLFLOW_MODEL",
     "MLFLOW_PORT",
     "MLFLOW_PROMOTION_METRIC",
+    "MODEL_UPDATES_TOPIC",
     "MULE_MINUTES",
     "NPM_REGISTRY",
     "PRODUCER_BATCH_SIZE",
@@ -76,6 +86,7 @@ __all__ = [
     "SAMPLE_ROWS",
     "SCALA_VERSION",
     "SCENARIO_RATES",
+    "SCORED_TOPIC",
     "SERVICE_GRACE_S",
     "SERVICE_HOST",
     "SERVICE_PORT",
@@ -151,6 +162,29 @@ MLFLOW_MODEL = "fraud-detector"
 MLFLOW_CHAMPION = "champion"
 #: The run metric a candidate must not fall below the champion's on to be promoted: PR-AUC on real held-out rows.
 MLFLOW_PROMOTION_METRIC = "real_pr_auc"
+
+# --------------------------------------------------------------------------- Apache Flink (the real-time scoring job)
+
+#: PyFlink from PyPI (in its own venv, ``.venv-flink``: it pins old numpy/pandas/protobuf) and the Kafka SQL connector
+#: from Maven Central built for it (bundles kafka-clients 4.2, tested against Kafka 4.2).
+FLINK_VERSION = "2.2.1"
+FLINK_KAFKA_CONNECTOR = "5.0.0-2.2"
+#: The Flink venv, beside the main one at the repository root (``make flink-venv`` creates it).
+FLINK_VENV = ".venv-flink"
+#: The standalone cluster's JobManager: its REST API and web UI (Flink's own default port), on loopback.
+FLINK_HOST = "127.0.0.1"
+FLINK_REST_PORT = 8081
+#: Task slots of each TaskManager the local cluster starts.
+FLINK_TASK_SLOTS = 2
+#: The topics the job writes: every scored transaction, the alerts (keyed by account), and the records it could not
+#: decode (with the reason); and the topic ``fraudlab promote`` announces a new champion on.
+SCORED_TOPIC = "scored_transactions"
+ALERTS_TOPIC = "fraud_alerts"
+DEAD_LETTER_TOPIC = "raw_transactions_dead_letter"
+MODEL_UPDATES_TOPIC = "model_updates"
+#: Milliseconds between the job's checkpoints: committed scored records become visible to read-committed readers
+#: once per checkpoint, so this bounds their latency from below.
+FLINK_CHECKPOINT_MS = 1000
 
 # --------------------------------------------------------------------------- the producer (gRPC client)
 
