@@ -20,9 +20,16 @@ Choices that matter to a caller:
   both classes carry the same total weight (the ``is_unbalance`` rule, times any caller weights). Scores are then
   not calibrated probabilities at the natural fraud rate, which is why the alert threshold is set by evaluation
   (:meth:`Detector.with_evaluation`), not assumed.
-* **Verified files.** :meth:`Detector.save` writes ``detector.onnx`` and a JSON manifest holding its SHA-256 and the
-  hash of the feature definition it was trained on; :meth:`Detector.load` refuses a file whose checksum, format or
-  feature definition differs. Nothing is ever unpickled.
+* **Verified files and bundles.** :meth:`Detector.save` writes ``detector.onnx`` and a JSON manifest holding its
+  SHA-256 and the hash of the feature definition it was trained on; :meth:`Detector.load` refuses a file whose
+  checksum, format or feature definition differs. :meth:`Detector.to_bytes` frames the same manifest and model as one
+  message for the running Flink job (a new champion arrives on a Kafka topic, not as a path), and
+  :meth:`Detector.from_bytes` checks it as ``load`` checks files, plus a SHA-256 over the whole frame. Nothing is
+  ever unpickled.
+* **Reasons by family occlusion.** :meth:`Detector.reasons` names the feature families (``features.FAMILIES``)
+  whose replacement by a legitimate reference value lowers a row's score most. The reference of each feature is its
+  median over the *legitimate* training rows, unweighted: a value real legitimate rows have (two sources of equal
+  weight would put a weighted median of a flag on the fence between them), stored in the manifest.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import math
 import os
 import platform
 import re
+import struct
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -47,11 +55,13 @@ import numpy as np
 import pandas as pd
 
 import fraudlab
-from fraudlab.artefacts import verified_payload
+from fraudlab.artefacts import verified_bytes, verified_payload
 from fraudlab.detect import features as feature_definition
 from fraudlab.exceptions import DataValidationError, InvalidParameterError, ModelFileError
 
 __all__ = [
+    "BUNDLE_MAGIC",
+    "BUNDLE_VERSION",
     "DEFAULT_DETECTOR",
     "DEFAULT_THRESHOLD",
     "FORMAT",
@@ -62,7 +72,8 @@ __all__ = [
 ]
 
 FORMAT = "fraudlab-detector"
-FORMAT_VERSION = 1
+#: 2: the manifest carries ``references`` (what :meth:`Detector.reasons` replaces a family with); version 1 had none.
+FORMAT_VERSION = 2
 #: The committed pre-trained detector (its manifest; ``detector.onnx`` lies beside it).
 DEFAULT_DETECTOR = Path(fraudlab.__file__).parent / "pretrained" / "detector.json"
 #: The alert threshold of a detector no evaluation has tuned yet.
@@ -70,6 +81,15 @@ DEFAULT_THRESHOLD = 0.5
 MANIFEST_FILE = "detector.json"
 ONNX_FILE = "detector.onnx"
 INPUT_NAME = "features"
+_REMEDY = "retrain with `fraudlab train`"
+#: A bundle (:meth:`Detector.to_bytes`): header (magic, layout version, manifest and ONNX lengths), the manifest as
+#: compact sorted JSON, the ONNX bytes, then the SHA-256 of all that (the manifest is covered too, not only the model).
+BUNDLE_MAGIC = b"FLDETECT"
+BUNDLE_VERSION = 1
+_BUNDLE_HEADER = struct.Struct(">8sIQQ")
+_BUNDLE_DIGEST = hashlib.sha256().digest_size
+#: Rows per onnxruntime call of :meth:`Detector.reasons` (each input row is stacked once per family, plus itself).
+_OCCLUSION_ROWS = 65_536
 _LIBRARIES = ("fraudlab", "lightgbm", "onnxmltools", "onnxruntime", "onnx", "numpy", "pandas")
 _THRESHOLD_LINE = re.compile(r"^threshold=(.*)$", re.MULTILINE)
 _TREE_SIZES_LINE = re.compile(r"^tree_sizes=.*\n", re.MULTILINE)
@@ -249,6 +269,17 @@ def _json_safe(value: Mapping[str, Any], what: str) -> dict[str, Any]:
         raise InvalidParameterError(f"Invalid {what}: it must be a mapping of JSON values ({exc}).") from exc
 
 
+def _check_references(references: Any, names: tuple[str, ...]) -> tuple[float, ...]:
+    """Finite numbers, one per feature, as float32 values: the model compares float32, so nothing else is meant."""
+    values = tuple(references) if isinstance(references, Sequence) and not isinstance(references, str) else ()
+    numbers = all(isinstance(v, int | float | np.number) and not isinstance(v, bool | np.bool_) for v in values)
+    largest = float(np.finfo(np.float32).max)
+    if len(values) != len(names) or not numbers or not all(abs(float(v)) <= largest for v in values):
+        raise InvalidParameterError(f"Invalid references {str(references)[:80]}: give {len(names)} finite numbers, "
+                                    "one per feature name (train_detector computes them).")
+    return tuple(np.asarray(values, dtype=np.float32).tolist())
+
+
 def _check_threshold(threshold: Any) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number) or not 0 <= threshold <= 1:
         raise InvalidParameterError(f"Invalid threshold {threshold!r}: the alert threshold is a score in [0, 1].")
@@ -335,6 +366,9 @@ def train_detector(features: pd.DataFrame, labels: Any, *, weights: Any = None,
         training_data: a JSON-safe description kept in the manifest (source, seeds, ...), merged with the
             fingerprint computed here (rows, frauds, sha256 over the float32 feature matrix, labels and weights).
 
+    The detector also keeps each feature's median over the genuine rows as its reference for
+    :meth:`Detector.reasons`: computed here because only training sees which rows are legitimate.
+
     Raises:
         InvalidParameterError: an unknown or repeated feature name, bad weights, params or ``training_data``.
         DataValidationError: missing or non-numeric columns, NaN/inf values, labels without fraud rows.
@@ -371,6 +405,7 @@ def train_detector(features: pd.DataFrame, labels: Any, *, weights: Any = None,
     schema = feature_definition.schema_hash()
     return Detector(
         feature_names=names, feature_schema=schema, params=params, onnx_bytes=_to_onnx(booster, names, schema),
+        references=tuple(np.median(matrix[y == 0], axis=0).tolist()),
         training_data={**described, **fingerprint}, libraries=_library_versions(),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), booster=booster,
     )
@@ -420,6 +455,9 @@ class Detector:
         feature_schema: ``features.schema_hash()`` when it was trained; :meth:`load` refuses any other.
         params: the hyper-parameters it was trained with.
         onnx_bytes: the model; ``sha256`` and ``version`` are computed from them.
+        references: per feature, in ``feature_names`` order, the median over the legitimate training rows (rounded
+            to float32, the model's input type): the "nothing unusual here" value :meth:`reasons` puts in a
+            family's place.
         threshold: the alert threshold of :meth:`alerts` (set by evaluation, :data:`DEFAULT_THRESHOLD` before).
         metrics: evaluation results kept in the manifest.
         training_data: the fingerprint of the training rows plus the caller's description of them.
@@ -433,6 +471,7 @@ class Detector:
     feature_schema: str
     params: DetectorParams
     onnx_bytes: bytes = field(repr=False)
+    references: tuple[float, ...] = field(repr=False)
     threshold: float = DEFAULT_THRESHOLD
     metrics: dict[str, Any] = field(default_factory=dict)
     training_data: dict[str, Any] = field(default_factory=dict)
@@ -444,6 +483,7 @@ class Detector:
     def __post_init__(self) -> None:
         object.__setattr__(self, "feature_names", tuple(self.feature_names))
         object.__setattr__(self, "threshold", _check_threshold(self.threshold))
+        object.__setattr__(self, "references", _check_references(self.references, self.feature_names))
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for transport (a Flink or multiprocessing worker); the session is rebuilt on first use."""
@@ -475,18 +515,91 @@ class Detector:
         """
         return _feature_matrix(frame, self.feature_names, "features to score")
 
+    def _matrix(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as the C-ordered float32 matrix the session takes; only its shape is checked (the hot path)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise InvalidParameterError(f"Invalid feature matrix of shape {x.shape}: expected (rows, "
+                                        f"{len(self.feature_names)}) in the order of feature_names.")
+        return x
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """The fraud probabilities of a non-empty checked matrix (float64)."""
+        return self.session.run(None, {INPUT_NAME: x})[0][:, 1].astype(np.float64)
+
     def score_matrix(self, x: np.ndarray) -> np.ndarray:
         """Fraud scores (float64, in [0, 1]) of a matrix already in feature order, e.g. from a Flink pandas UDF.
 
         The hot path: only the shape is checked; values should be finite float32 (other dtypes are cast).
         """
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
-            raise InvalidParameterError(f"Invalid feature matrix of shape {x.shape}: expected (rows, "
-                                        f"{len(self.feature_names)}) in the order of feature_names.")
+        x = self._matrix(x)
+        return self._run(x) if len(x) else np.empty(0, dtype=np.float64)
+
+    @cached_property
+    def _family_masks(self) -> dict[str, np.ndarray]:
+        """Each feature family the model has columns of (``features.FAMILIES`` order): a mask over its columns.
+
+        A detector trained without a family (the ablation's) has no columns of it, so it is never a reason.
+        """
+        masks = {family: np.isin(self.feature_names, names) for family, names in feature_definition.FAMILIES.items()}
+        return {family: mask for family, mask in masks.items() if mask.any()}
+
+    @cached_property
+    def _occlusion_masks(self) -> np.ndarray:
+        """``(1 + families, features)``: no column replaced (the row as given), then each family's columns."""
+        return np.array([np.zeros(len(self.feature_names), dtype=bool), *self._family_masks.values()])
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The feature families :meth:`reasons` can name, in ``features.FAMILIES`` order."""
+        return tuple(self._family_masks)
+
+    def _occlusion_drops(self, x: np.ndarray) -> np.ndarray:
+        """``(rows, families)``: how much each row's score falls when a family's columns take their references.
+
+        Each row is scored as given and once per family with that family replaced, all in one onnxruntime call
+        per chunk of rows, so an untouched family (already at its references) falls by exactly zero; chunks
+        bound the memory of the stacked copies on a large batch.
+        """
+        masks = self._occlusion_masks[:, np.newaxis, :]
+        reference = np.asarray(self.references, dtype=np.float32)
+        drops = np.empty((len(x), len(masks) - 1), dtype=np.float64)
+        step = max(1, _OCCLUSION_ROWS // len(masks))
+        for start in range(0, len(x), step):
+            part = x[start:start + step]
+            stacked = np.where(masks, reference, part[np.newaxis])
+            scores = self._run(stacked.reshape(-1, x.shape[1])).reshape(len(masks), len(part))
+            drops[start:start + step] = (scores[0] - scores[1:]).T
+        return drops
+
+    def reasons(self, x: np.ndarray, top: int = 3) -> list[tuple[str, ...]]:
+        """The top reasons for each row's score: the feature families whose occlusion lowers it the most.
+
+        Family occlusion: a family's columns are replaced by their :attr:`references` (the legitimate median)
+        and the row is rescored; the families whose replacement lowers the score, largest fall first, at most
+        ``top`` of them, are the reasons (``features.FAMILIES`` keys). A family whose replacement raises or keeps
+        the score is no reason, so a row that looks legitimate may have fewer than ``top``, or none. The cost is
+        ``len(families) + 1`` scored rows per row: meant for alerted rows, affordable on a whole batch.
+
+        Args:
+            x: the matrix :meth:`score_matrix` takes (rows in ``feature_names`` order, float32 or castable).
+            top: how many reasons at most, from 1 to ``len(families)``.
+
+        Raises:
+            InvalidParameterError: ``top`` out of range, or a matrix of the wrong shape.
+        """
+        families = self.families
+        if isinstance(top, bool | np.bool_) or not isinstance(top, int | np.integer) or not 1 <= top <= len(families):
+            raise InvalidParameterError(f"Invalid top={top!r}: ask for 1 to {len(families)} reasons (this detector's "
+                                        f"feature families: {list(families)}).")
+        x = self._matrix(x)
         if not len(x):
-            return np.empty(0, dtype=np.float64)
-        return self.session.run(None, {INPUT_NAME: x})[0][:, 1].astype(np.float64)
+            return []
+        drops = self._occlusion_drops(x)
+        order = np.argsort(-drops, axis=1, kind="stable")[:, :top]
+        named = np.take_along_axis(drops, order, axis=1) > 0
+        labels = np.array(families, dtype=object)
+        return [tuple(labels[ranked[keep]]) for ranked, keep in zip(order, named, strict=True)]
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """Fraud scores (float64, in [0, 1]) of a feature table, one per row."""
@@ -509,6 +622,7 @@ class Detector:
             "format": FORMAT, "format_version": FORMAT_VERSION, "model_file": ONNX_FILE, "sha256": self.sha256,
             "bytes": len(self.onnx_bytes), "version": self.version,
             "feature_names": list(self.feature_names), "feature_schema": self.feature_schema,
+            "references": dict(zip(self.feature_names, self.references, strict=True)),
             "threshold": self.threshold, "metrics": self.metrics, "training_data": self.training_data,
             "params": asdict(self.params), "libraries": self.libraries, "created_at": self.created_at,
         }
@@ -543,47 +657,116 @@ class Detector:
             raise ModelFileError(f"The detector manifest {manifest_path} is not a JSON object.")
         return manifest
 
+    def to_bytes(self) -> bytes:
+        """The detector as one self-describing, verifiable bundle: what goes on the model-updates Kafka topic.
+
+        The manifest and the ONNX bytes of :meth:`save`, framed so :meth:`from_bytes` can tell a truncated or
+        altered message from a model: lengths in a header, a SHA-256 over everything at the end. The same detector
+        gives the same bytes (sorted JSON, nothing time-dependent added), so a re-sent model is recognisable.
+        """
+        manifest = json.dumps(self.manifest(), sort_keys=True, separators=(",", ":")).encode()
+        body = (_BUNDLE_HEADER.pack(BUNDLE_MAGIC, BUNDLE_VERSION, len(manifest), len(self.onnx_bytes))
+                + manifest + self.onnx_bytes)
+        return body + hashlib.sha256(body).digest()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Detector:
+        """The detector of a :meth:`to_bytes` bundle, verified as :meth:`load` verifies files; nothing is unpickled.
+
+        Raises:
+            InvalidParameterError: ``data`` is not bytes.
+            ModelFileError: not a bundle, a layout version this fraudlab does not read, truncated or longer than
+                its header says, a SHA-256 that does not match (corrupted or tampered with), or what :meth:`load`
+                refuses in the manifest and model.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidParameterError(f"Invalid detector bundle of type {type(data).__name__}: pass the bytes "
+                                        "Detector.to_bytes made.")
+        data = bytes(data)
+        frame = _BUNDLE_HEADER.size + _BUNDLE_DIGEST
+        if len(data) < frame or not data.startswith(BUNDLE_MAGIC):
+            raise ModelFileError(f"Not a fraudlab detector bundle: {len(data):,} bytes starting {data[:8]!r}; a bundle "
+                                 f"starts with {BUNDLE_MAGIC!r} and has at least {frame} bytes (Detector.to_bytes).")
+        _, layout, manifest_size, model_size = _BUNDLE_HEADER.unpack_from(data)
+        if layout != BUNDLE_VERSION:
+            raise ModelFileError(f"Detector bundle layout version {layout} is not one this fraudlab reads (version "
+                                 f"{BUNDLE_VERSION}); re-send the detector with this fraudlab's Detector.to_bytes.")
+        expected = frame + manifest_size + model_size
+        if len(data) != expected:
+            state = "truncated" if len(data) < expected else "longer than its header says"
+            raise ModelFileError(f"The detector bundle is {state}: {len(data):,} bytes, its header declares "
+                                 f"{expected:,} ({manifest_size:,} of manifest, {model_size:,} of ONNX); not loaded.")
+        body = data[:-_BUNDLE_DIGEST]
+        if hashlib.sha256(body).digest() != data[-_BUNDLE_DIGEST:]:
+            raise ModelFileError("The detector bundle's SHA-256 does not match the one it ends with: it was corrupted "
+                                 "or tampered with after Detector.to_bytes; not loaded.")
+        start = _BUNDLE_HEADER.size
+        try:
+            manifest = json.loads(body[start:start + manifest_size])
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"The detector bundle's manifest is not valid JSON: {exc}") from exc
+        if not isinstance(manifest, dict):
+            raise ModelFileError("The detector bundle's manifest is not a JSON object.")
+        source = f"detector bundle of version {str(manifest.get('version'))[:12]}"
+        payload = verified_bytes(body[start + manifest_size:], manifest, source=source, manifest_name="its manifest",
+                                 format_key="format", format_name=FORMAT, format_version=FORMAT_VERSION,
+                                 remedy=_REMEDY)
+        return cls._from_verified(manifest, payload, source)
+
     @classmethod
     def load(cls, path: str | Path) -> Detector:
         """Load a saved detector (its directory or its ``.json``) after verifying it; only JSON and ONNX are read.
 
         Raises:
-            ModelFileError: a missing file, an unknown format or format version, an ONNX file whose SHA-256 is
-                not the manifest's, a detector trained on another feature definition, or a malformed manifest.
+            ModelFileError: a missing file, an unknown format or format version (version 1 manifests carry no
+                references: retrain), an ONNX file whose SHA-256 is not the manifest's, a detector trained on
+                another feature definition, or a malformed manifest.
         """
         manifest_path = _manifest_path(path)
         manifest = cls.read_manifest(manifest_path)
         model_path = manifest_path.parent / Path(str(manifest.get("model_file", ONNX_FILE))).name
         payload = verified_payload(model_path, manifest, manifest_name=manifest_path.name, format_key="format",
-                                   format_name=FORMAT, format_version=FORMAT_VERSION,
-                                   remedy="retrain with `fraudlab train`")
+                                   format_name=FORMAT, format_version=FORMAT_VERSION, remedy=_REMEDY)
+        return cls._from_verified(manifest, payload, str(manifest_path))
+
+    @classmethod
+    def _from_verified(cls, manifest: Mapping[str, Any], payload: bytes, source: str) -> Detector:
+        """The detector of a manifest whose payload :mod:`fraudlab.artefacts` accepted: the checks after that.
+
+        A file and a bundle differ only in where the manifest and the ONNX bytes come from; from here on they
+        are checked alike (feature definition, every field, an onnxruntime session of the right width).
+        """
         schema = feature_definition.schema_hash()
         if manifest.get("feature_schema") != schema:
             raise ModelFileError(
-                f"{manifest_path}: the detector was trained on another feature definition (feature_schema "
+                f"{source}: the detector was trained on another feature definition (feature_schema "
                 f"{str(manifest.get('feature_schema'))[:12]}, this fraudlab's is {schema[:12]}); retrain it on the "
                 "current features with `fraudlab train`."
             )
         try:
+            names = _check_feature_names(manifest["feature_names"])
+            references = manifest["references"]
+            if not isinstance(references, Mapping) or set(references) != set(names):
+                raise InvalidParameterError("'references' must map each of its feature_names to a number")
             detector = cls(
-                feature_names=_check_feature_names(manifest["feature_names"]), feature_schema=schema,
-                params=DetectorParams.from_dict(manifest["params"]), onnx_bytes=payload,
+                feature_names=names, feature_schema=schema, params=DetectorParams.from_dict(manifest["params"]),
+                onnx_bytes=payload, references=tuple(references[name] for name in names),
                 threshold=manifest["threshold"], metrics=dict(manifest.get("metrics", {})),
                 training_data=dict(manifest.get("training_data", {})), libraries=dict(manifest.get("libraries", {})),
                 created_at=str(manifest.get("created_at", "")),
             )
         except (KeyError, TypeError, InvalidParameterError) as exc:
-            raise ModelFileError(f"{manifest_path} is not a valid detector manifest: {exc}") from exc
-        detector._check_session(model_path)
+            raise ModelFileError(f"{source} is not a valid detector manifest: {exc}") from exc
+        detector._check_session(source)
         return detector
 
-    def _check_session(self, model_path: Path) -> None:
+    def _check_session(self, source: str) -> None:
         """Open the session now, so a model onnxruntime cannot run, or of another width, fails at load."""
         try:
             inputs = self.session.get_inputs()
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-            raise ModelFileError(f"{model_path} is not a model onnxruntime can run: {exc}") from exc
+            raise ModelFileError(f"The model of {source} is not one onnxruntime can run: {exc}") from exc
         width = inputs[0].shape[-1] if len(inputs) == 1 and inputs[0].shape else None
         if width != len(self.feature_names) or inputs[0].name != INPUT_NAME:
-            raise ModelFileError(f"{model_path} takes inputs {[(i.name, i.shape) for i in inputs]}, not "
+            raise ModelFileError(f"The model of {source} takes inputs {[(i.name, i.shape) for i in inputs]}, not "
                                  f"{INPUT_NAME!r} of width {len(self.feature_names)} as its manifest says.")

@@ -1,4 +1,4 @@
-"""The fraud detector: ONNX agrees with LightGBM, files are verified on load, and bad input is refused by name."""
+"""The fraud detector: ONNX agrees with LightGBM, files and bundles are verified, bad input is refused by name."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from sklearn.metrics import average_precision_score
 
 from fraudlab.detect import features
 from fraudlab.detect.model import (
+    BUNDLE_MAGIC,
+    BUNDLE_VERSION,
     DEFAULT_DETECTOR,
     DEFAULT_THRESHOLD,
     Detector,
@@ -139,7 +141,7 @@ def test_save_and_load_round_trip(detector, toy, saved):
     assert manifest_path == directory / "detector.json" and (directory / "detector.onnx").is_file()
     assert sorted(p.name for p in directory.iterdir()) == ["detector.json", "detector.onnx"]  # no temporary left
     manifest = json.loads(manifest_path.read_text())
-    assert manifest["format"] == "fraudlab-detector" and manifest["format_version"] == 1
+    assert manifest["format"] == "fraudlab-detector" and manifest["format_version"] == 2
     assert manifest["sha256"] == detector.sha256 and manifest["feature_schema"] == features.schema_hash()
     assert {"lightgbm", "onnxmltools", "onnxruntime", "onnx"} <= set(manifest["libraries"])
     assert manifest["created_at"] and manifest["params"]["seed"] == 7
@@ -193,11 +195,13 @@ def test_a_detector_of_another_feature_definition_is_refused(saved):
 
 
 @pytest.mark.parametrize(("changes", "match"), [
-    ({"format_version": 2}, "version 2 is not one this fraudlab reads"),
+    ({"format_version": 1}, "version 1 is not one this fraudlab reads"),
     ({"format": "something-else"}, "format 'something-else'"),
     ({"feature_names": ["amount", "shoe_size"]}, "shoe_size"),
     ({"threshold": 7}, "threshold 7"),
     ({"params": {"n_estimators": 0}}, "n_estimators=0"),
+    ({"references": {"amount": 1.0}}, "'references' must map each of its feature_names"),
+    ({"references": dict.fromkeys(features.FEATURES, "x")}, "Invalid references"),
 ])
 def test_a_malformed_manifest_is_refused(saved, changes, match):
     # Setup
@@ -314,3 +318,105 @@ def test_importing_the_module_loads_no_training_or_service_library():
     heavy = ("lightgbm", "onnxmltools", "onnx", "onnxruntime", "mlflow", "grpc", "confluent_kafka", "pyflink")
     assert not sorted(name for name in loaded if name.split(".")[0] in heavy)
     assert DEFAULT_DETECTOR.name == "detector.json" and DEFAULT_DETECTOR.parent.name == "pretrained"
+
+
+def _framed(manifest: dict, onnx: bytes) -> bytes:
+    """A bundle as a tamperer would write it: the documented layout with a freshly computed trailing SHA-256."""
+    import hashlib
+    import struct
+
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    body = struct.pack(">8sIQQ", BUNDLE_MAGIC, BUNDLE_VERSION, len(text), len(onnx)) + text + onnx
+    return body + hashlib.sha256(body).digest()
+
+
+def test_bundle_round_trip_is_the_same_detector_and_deterministic(detector, toy):
+    """from_bytes(to_bytes()) scores identically with the same version and fields; the bytes are reproducible."""
+    # Setup
+    frame, _ = toy
+    evaluated = detector.with_evaluation(threshold=0.8, metrics={"pr_auc": 0.93})
+
+    # Run
+    bundle = evaluated.to_bytes()
+    loaded = Detector.from_bytes(bundle)
+
+    # Assert
+    assert bundle.startswith(BUNDLE_MAGIC) and bundle == evaluated.to_bytes() == loaded.to_bytes()
+    assert Detector.from_bytes(bytearray(bundle)).version == Detector.from_bytes(memoryview(bundle)).version
+    assert loaded.version == detector.version and loaded.booster is None
+    assert loaded.references == detector.references and loaded.threshold == 0.8
+    assert loaded.metrics == {"pr_auc": 0.93} and loaded.training_data == detector.training_data
+    assert loaded.feature_names == detector.feature_names and loaded.params == detector.params
+    np.testing.assert_array_equal(loaded.score(frame), detector.score(frame))
+
+
+def test_a_truncated_or_extended_bundle_is_refused(detector):
+    # Setup
+    bundle = detector.to_bytes()
+
+    # Run / Assert
+    for cut in (bundle[:-1], bundle[: len(bundle) // 2], bundle[:100]):
+        with pytest.raises(ModelFileError, match=rf"bundle is truncated: {len(cut):,} bytes, its header declares "
+                                                 rf"{len(bundle):,}"):
+            Detector.from_bytes(cut)
+    with pytest.raises(ModelFileError, match="longer than its header says"):
+        Detector.from_bytes(bundle + b"\0")
+    for junk in (bundle[:20], b"", pickle.dumps(detector), b"X" + bundle[1:]):
+        with pytest.raises(ModelFileError, match="Not a fraudlab detector bundle"):
+            Detector.from_bytes(junk)
+    with pytest.raises(InvalidParameterError, match="type str"):
+        Detector.from_bytes(bundle.hex())
+
+
+@pytest.mark.parametrize("where", ["manifest", "model"])
+def test_a_flipped_byte_anywhere_in_a_bundle_is_refused(detector, where):
+    """The trailing SHA-256 covers the manifest too: a changed threshold digit is caught like a changed tree."""
+    # Setup
+    bundle = bytearray(detector.to_bytes())
+    position = 40 if where == "manifest" else len(bundle) - 1000
+    bundle[position] ^= 0x01
+
+    # Run / Assert
+    with pytest.raises(ModelFileError, match=r"SHA-256 does not match .* corrupted or tampered with"):
+        Detector.from_bytes(bytes(bundle))
+
+
+def test_a_reframed_bundle_is_still_verified_like_a_file(detector):
+    """With the trailer recomputed, the manifest's own checks (artefacts.verified_bytes, feature schema) still hold."""
+    # Setup
+    manifest, onnx = detector.manifest(), detector.onnx_bytes
+    changed_model = onnx[:-1] + bytes([onnx[-1] ^ 0x01])
+
+    # Run / Assert
+    assert Detector.from_bytes(_framed(manifest, onnx)).version == detector.version
+    with pytest.raises(ModelFileError, match=rf"bundle of version {detector.version} has SHA-256 .*tampered with"):
+        Detector.from_bytes(_framed(manifest, changed_model))
+    with pytest.raises(ModelFileError, match="version 1 is not one this fraudlab reads"):
+        Detector.from_bytes(_framed({**manifest, "format_version": 1}, onnx))
+    with pytest.raises(ModelFileError, match="another feature definition"):
+        Detector.from_bytes(_framed({**manifest, "feature_schema": "0" * 64}, onnx))
+    with pytest.raises(ModelFileError, match="'references' must map each"):
+        Detector.from_bytes(_framed({**manifest, "references": {"amount": 1.0}}, onnx))
+    layout = bytearray(_framed(manifest, onnx))
+    layout[11] = 2
+    with pytest.raises(ModelFileError, match="layout version 2 is not one this fraudlab reads"):
+        Detector.from_bytes(bytes(layout))
+
+
+def test_the_pretrained_detector_carries_references_and_fits_one_kafka_message(toy):
+    """The shipped detector loads, from its files and as a bundle under Kafka's default 1 MB message limit."""
+    # Setup
+    frame, _ = toy
+    manifest = Detector.read_manifest(DEFAULT_DETECTOR)
+
+    # Run
+    detector = Detector.load(DEFAULT_DETECTOR)
+    bundle = detector.to_bytes()
+
+    # Assert
+    assert manifest["format_version"] == 2 and set(manifest["references"]) == set(features.FEATURES)
+    assert detector.references == tuple(manifest["references"][name] for name in detector.feature_names)
+    assert len(bundle) < 1_000_000
+    np.testing.assert_array_equal(Detector.from_bytes(bundle).score(frame), detector.score(frame))
+    at_references = np.tile(np.asarray(detector.references, dtype=np.float32), (1, 1))
+    assert detector.reasons(at_references, top=len(detector.families)) == [()]
