@@ -4,6 +4,10 @@ The Kafka topic carries exactly the serialized ``fraud.TransactionRequest``
 of the wire contract (``proto/fraud/v1/fraud.proto``), so any consumer with
 the schema can decode it. Records are keyed by ``user_id`` so that one user's
 transactions land in one partition, in order.
+
+These are the generated stubs' message objects (what gRPC sends). The table
+conversion itself is :mod:`fraudlab.schema.wire`'s, which also serves the
+Flink venv, where the stubs do not import; this module parses its bytes.
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
 
 from fraudlab.schema.proto.fraud_pb2 import IngestionResponse, TransactionBatch, TransactionRequest
-
-if TYPE_CHECKING:
-    import pandas as pd
+from fraudlab.schema.wire import TRANSACTION_FIELDS, encode_transaction_batch, encode_transactions
 
 __all__ = [
     "TRANSACTION_FIELDS",
@@ -34,9 +38,6 @@ __all__ = [
     "user_id_from_account",
 ]
 
-TRANSACTION_FIELDS: tuple[str, ...] = tuple(f.name for f in TransactionRequest.DESCRIPTOR.fields)
-_MONEY_FIELDS = ("amount", "old_balance_orig", "new_balance_orig", "old_balance_dest", "new_balance_dest")
-
 
 def now_millis() -> int:
     """The current time as epoch milliseconds, the unit of ``TransactionRequest.timestamp``."""
@@ -48,22 +49,11 @@ def transaction_from_mapping(values: Mapping[str, Any]) -> TransactionRequest:
 
     Keys that are not fields of the contract are ignored, so a canonical
     table row with extra columns (``step``, ``name_orig``...) converts directly.
-    Values are coerced to the field's type (numpy scalars included).
+    Values are coerced to the field's type (numpy scalars included), as
+    :func:`fraudlab.schema.wire.encode_transactions` coerces a table's columns.
     """
-    kwargs: dict[str, Any] = {}
-    for field in TransactionRequest.DESCRIPTOR.fields:
-        if field.name not in values:
-            continue
-        value = values[field.name]
-        if field.type in (field.TYPE_DOUBLE, field.TYPE_FLOAT):
-            kwargs[field.name] = float(value)
-        elif field.type in (field.TYPE_INT64, field.TYPE_INT32):
-            kwargs[field.name] = int(value)
-        elif field.type == field.TYPE_BOOL:
-            kwargs[field.name] = bool(value)
-        else:
-            kwargs[field.name] = str(value)
-    return TransactionRequest(**kwargs)
+    row = pd.DataFrame({name: [values[name]] for name in TRANSACTION_FIELDS if name in values})
+    return decode_transaction(encode_transactions(row)[0])
 
 
 def transaction_to_dict(message: TransactionRequest) -> dict[str, Any]:
@@ -96,42 +86,23 @@ def user_id_from_account(account: str) -> int:
     return int(digits)
 
 
-#: Contract fields a table may carry beyond the money columns, with the proto default a missing column gets.
-_OPTIONAL_FIELDS: tuple[tuple[str, type, object], ...] = (
-    ("type", str, ""), ("is_fraud", bool, False), ("is_unauthorized_overdraft", float, 0.0),
-    ("ip_address", str, ""), ("dest_user_id", int, 0), ("dest_is_merchant", bool, False), ("device_id", str, ""),
-)
-
-
 def transactions_batch(
     table: pd.DataFrame, *, transaction_ids: Sequence[str], user_ids: Sequence[int], timestamp: int | None = None
 ) -> TransactionBatch:
     """The one table -> protobuf converter: a ``TransactionBatch`` with one message per canonical-table row.
 
-    Column-wise (each column converted once, then one ``add`` per row), so it
-    keeps up with a streaming producer. Contract fields the table lacks keep
-    their proto default; extra columns are ignored. ``timestamp`` stamps every
-    row alike; without it each row keeps its own ``timestamp`` column (event
-    time, as account streams carry it).
+    Column-wise (:func:`fraudlab.schema.wire.encode_transaction_batch` serializes
+    every row at once, then the batch is parsed in one call), so it keeps up with
+    a streaming producer. Contract fields the table lacks keep their proto
+    default; extra columns are ignored. ``timestamp`` stamps every row alike;
+    without it each row keeps its own ``timestamp`` column (event time, as
+    account streams carry it).
     """
-    count = len(table)
-
-    def column(name: str, kind: type, default: object) -> list[Any]:
-        return table[name].astype(kind).tolist() if name in table.columns else [default] * count
-
     if timestamp is None and "timestamp" not in table.columns:
         raise ValueError("transactions_batch needs timestamp= or a 'timestamp' column (epoch milliseconds)")
-    stamps = [timestamp] * count if timestamp is not None else column("timestamp", int, 0)
-    money = [column(name, float, 0.0) for name in _MONEY_FIELDS]
-    types, frauds, overdrafts, addresses, dests, merchants, devices = (column(*spec) for spec in _OPTIONAL_FIELDS)
-    batch = TransactionBatch()
-    add = batch.transactions.add
-    for i, (amount, old_orig, new_orig, old_dest, new_dest) in enumerate(zip(*money, strict=True)):
-        add(transaction_id=transaction_ids[i], user_id=user_ids[i], amount=amount, timestamp=stamps[i],
-            is_fraud=frauds[i], type=types[i], old_balance_orig=old_orig, new_balance_orig=new_orig,
-            old_balance_dest=old_dest, new_balance_dest=new_dest, is_unauthorized_overdraft=overdrafts[i],
-            ip_address=addresses[i], dest_user_id=dests[i], dest_is_merchant=merchants[i], device_id=devices[i])
-    return batch
+    stamps = {} if timestamp is None else {"timestamp": timestamp}
+    rows = table.assign(transaction_id=list(transaction_ids), user_id=list(user_ids), **stamps)
+    return TransactionBatch.FromString(encode_transaction_batch(rows))
 
 
 def transactions_from_table(table: pd.DataFrame, *, timestamp: int | None = None) -> list[TransactionRequest]:

@@ -81,3 +81,33 @@ class RecordError(_message.Message):
     code: str
     message: str
     def __init__(self, index: _Optional[int] = ..., transaction_id: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ScoredTransaction(_message.Message):
+    __slots__ = ("transaction", "score", "alert", "model_version", "reasons", "scored_at")
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    SCORED_AT_FIELD_NUMBER: _ClassVar[int]
+    transaction: TransactionRequest
+    score: float
+    alert: bool
+    model_version: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    scored_at: int
+    def __init__(self, transaction: _Optional[_Union[TransactionRequest, _Mapping]] = ..., score: _Optional[float] = ..., alert: _Optional[bool] = ..., model_version: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., scored_at: _Optional[int] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("payload", "reason", "partition", "offset", "topic")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    reason: str
+    partition: int
+    offset: int
+    topic: str
+    def __init__(self, payload: _Optional[bytes] = ..., reason: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., topic: _Optional[str] = ...) -> None: ...
