@@ -37,6 +37,7 @@ __all__ = [
     "DEDUP_CAPACITY",
     "DEDUP_WINDOW_S",
     "DEMO_COUNT",
+    "EVENT_TIME_HEADER",
     "FIT_OUTPUT",
     "FIT_ROWS",
     "FIT_SEED",
@@ -112,6 +113,8 @@ BROKER_HEAP = "512m"
 KAFKA_BOOTSTRAP = f"{BROKER_HOST}:{BROKER_PORT}"
 #: The topic the ingestion service publishes to.
 TOPIC = "raw_transactions"
+#: The record header in which publishers put a transaction's event time (decimal epoch ms) for stream processors.
+EVENT_TIME_HEADER = "event_time"
 #: Partitions of a topic fraudlab creates.
 TOPIC_PARTITIONS = 3
 

@@ -424,7 +424,8 @@ class _IngestionServicer(fraud_pb2_grpc.FraudIngestionServicer):
         return admitted
 
     def _publish(self, fresh: list[tuple[int, TransactionRequest]], admission: _Admission, now: float) -> None:
-        records = [{"value": message.SerializeToString(), "key": str(message.user_id).encode()}
+        records = [{"value": message.SerializeToString(), "key": str(message.user_id).encode(),
+                    "timestamp": message.timestamp}
                    for _, message in fresh]
         ids = [message.transaction_id for _, message in fresh]
         try:

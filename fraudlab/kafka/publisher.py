@@ -22,7 +22,16 @@ from fraudlab.exceptions import KafkaPublishError, KafkaUnavailableError
 from fraudlab.kafka.connection import producer_config
 from fraudlab.schema.messages import TransactionRequest, decode_transaction, encode_transaction, transaction_key
 
-__all__ = ["PUBLISHER_DEFAULTS", "AsyncPublisher", "Delivery", "publish_transactions"]
+__all__ = ["PUBLISHER_DEFAULTS", "AsyncPublisher", "Delivery", "event_time_header", "publish_transactions"]
+
+
+def event_time_header(timestamp_ms: int) -> list[tuple[str, bytes]]:
+    """The record header carrying a transaction's event time (decimal epoch milliseconds).
+
+    Not the record's Kafka timestamp: the broker's time-based retention reads that one, and would delete a replayed
+    stream whose event times lie days in the past as soon as it was written.
+    """
+    return [(config.EVENT_TIME_HEADER, str(int(timestamp_ms)).encode())]
 
 
 def publish_transactions(
@@ -49,7 +58,8 @@ def publish_transactions(
     for message in messages:
         while True:
             try:
-                producer.produce(topic, encode_transaction(message), transaction_key(message), on_delivery=on_delivery)
+                producer.produce(topic, encode_transaction(message), transaction_key(message),
+                                 headers=event_time_header(message.timestamp), on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -195,8 +205,11 @@ class AsyncPublisher:
         return remaining
 
     # ---- publishing
-    def publish(self, records: list[dict[str, bytes]]) -> Delivery:
-        """Queue ``records`` (dicts with ``value`` and ``key``) and return their :class:`Delivery`.
+    def publish(self, records: list[dict[str, Any]]) -> Delivery:
+        """Queue ``records`` (dicts with ``value``, ``key`` and ``timestamp``) and return their :class:`Delivery`.
+
+        Each record carries the transaction's event time in the :data:`~fraudlab.config.EVENT_TIME_HEADER` header, so
+        consumers (the Flink job) keep per-partition watermarks from record metadata without decoding the payload.
 
         Raises:
             KafkaUnavailableError: no broker is reachable right now; nothing was queued.
@@ -208,11 +221,16 @@ class AsyncPublisher:
                 f"Kafka at {self.bootstrap} is unreachable (all brokers down); nothing was published, retry later."
             )
         delivery = Delivery(self._loop.create_future(), len(records))
-        queued = self._producer.produce_batch(self.topic, records, on_delivery=delivery.on_delivery) if records else 0
-        if queued < len(records):
-            delivery.refuse([(r["value"], str(r["_error"])) for r in records if "_error" in r])
-        elif not records:
-            delivery.refuse([])
+        refused: list[tuple[bytes, str]] = []
+        # One produce() per record rather than produce_batch(): only produce() sets headers.
+        for record in records:
+            try:
+                self._producer.produce(self.topic, record["value"], record["key"],
+                                       headers=event_time_header(record["timestamp"]), on_delivery=delivery.on_delivery)
+            except (BufferError, KafkaException) as exc:
+                refused.append((record["value"], str(exc)))
+        if refused or not records:
+            delivery.refuse(refused)
         if not self._busy:
             self._schedule(busy=True)
         return delivery
