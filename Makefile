@@ -7,18 +7,27 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fraudlab-installed
+# The PyFlink job's own venv (PyFlink pins old numpy/pandas/protobuf); fraudlab goes into it without dependencies.
+FLINK_VENV ?= .venv-flink
+FLINK_BIN := $(FLINK_VENV)/bin
+FLINK_STAMP := $(FLINK_VENV)/.fraudlab-installed
+# What the job imports; the stamp is written only once they all import.
+FLINK_IMPORTS := import pyflink, onnxruntime, maxminddb, confluent_kafka, fraudlab.detect.features, fraudlab.enrich.geoip
 PYTEST_ARGS ?=
 
-.PHONY: help install jars geoip demo test lint proto lock lab kernel notebooks broker-up broker-down mlflow clean
+.PHONY: help install flink-venv jars geoip demo test lint proto lock lock-flink lab kernel notebooks broker-up \
+	broker-down mlflow flink clean
 
 help:
 	@echo "make demo     run the pipeline demo on a local Kafka broker"
 	@echo "make test     lint + full test suite (starts its own broker)"
 	@echo "make lab      JupyterLab with the registered 'fraudlab' kernel"
 	@echo "make mlflow   the MLflow UI over the detector's runs and models (prints its URL)"
+	@echo "make flink    a local standalone Flink cluster (prints its web UI's URL)"
 	@echo "make notebooks  re-execute the notebooks and keep their outputs"
 	@echo "make proto    regenerate fraudlab/schema/proto from proto/fraud/v1"
 	@echo "make lock     refresh constraints.txt from the current venv"
+	@echo "make lock-flink  re-resolve requirements-flink.txt and refresh constraints-flink.txt"
 
 KERNEL := $(VENV)/share/jupyter/kernels/fraudlab/kernel.json
 # JupyterLab refuses to start as root without this flag; containers and CI often run as root.
@@ -38,6 +47,17 @@ $(KERNEL): $(STAMP)
 
 install: $(STAMP)
 
+$(FLINK_STAMP): pyproject.toml requirements-flink.txt constraints-flink.txt
+	@if test -x $(FLINK_BIN)/python; then echo "==> Updating the Flink venv $(FLINK_VENV) (pinned by constraints-flink.txt)"; \
+	else echo "==> Creating the Flink venv (about 920 MB, once, ~2 min)"; $(PYTHON) -m venv $(FLINK_VENV); fi
+	$(FLINK_BIN)/python -m pip install --progress-bar on --disable-pip-version-check -c constraints-flink.txt \
+		-r requirements-flink.txt
+	$(FLINK_BIN)/python -m pip install --disable-pip-version-check --quiet --no-deps -e .
+	$(FLINK_BIN)/python -c "$(FLINK_IMPORTS)"
+	@touch $@
+
+flink-venv: $(FLINK_STAMP)
+
 jars: install
 	@echo "==> Resolving the Apache Kafka jars from Maven Central into the cache (about 45 MB, once)"
 	$(BIN)/fraudlab broker fetch
@@ -55,7 +75,7 @@ lint: install
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 # The suite and the committed notebooks as committed (nbval, default parameters), in one pytest run.
-test: jars geoip lint $(KERNEL)
+test: jars geoip flink-venv lint $(KERNEL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests $(NOTEBOOKS) --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 # Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see), stored in
@@ -70,6 +90,16 @@ proto: install
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^fraudlab' > constraints.txt
+
+# Resolve requirements-flink.txt afresh (the newest versions it allows, no old constraints) in a new Flink venv and
+# freeze that venv; the result is what `make flink-venv` installs everywhere (it then finishes this venv too).
+lock-flink:
+	rm -rf $(FLINK_VENV)
+	@echo "==> Creating the Flink venv (about 920 MB, once, ~2 min)"
+	$(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_BIN)/python -m pip install --progress-bar on --disable-pip-version-check -r requirements-flink.txt
+	$(FLINK_BIN)/python -m pip freeze | grep -v '^fraudlab' > constraints-flink.txt
+	$(MAKE) flink-venv
 
 kernel: $(KERNEL)
 
@@ -86,5 +116,10 @@ broker-down: install
 mlflow: install
 	$(BIN)/fraudlab mlflow up
 
+# A standalone Flink cluster (JobManager + one TaskManager) from the Flink venv's PyFlink, left running;
+# `fraudlab flink down` stops it.
+flink: install flink-venv
+	$(BIN)/fraudlab flink up
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FLINK_VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -30,7 +30,8 @@ differently::
     ├── RegistryError                               the package registry lacks the package, version or a file
     │   ├── RegistryUnavailableError
     │   └── IntegrityError                          a download does not match its published checksum
-    └── MissingDataError                            downloaded data is not in the cache: run the fetch command
+    ├── MissingDataError                            downloaded data is not in the cache: run the fetch command
+    └── FlinkError                                  the local Flink cluster, its connector jar, or a scoring job failed
 
 Messages name the offending setting or value and how to fix it. A library
 error that has a cause (a confluent-kafka or gRPC exception) is raised
@@ -43,6 +44,7 @@ __all__ = [
     "BrokerError",
     "DataValidationError",
     "EvaluationInputError",
+    "FlinkError",
     "FraudlabError",
     "IntegrityError",
     "InvalidParameterError",
@@ -181,3 +183,7 @@ class IntegrityError(RegistryError):
 
 class MissingDataError(FraudlabError):
     """Raised when downloaded reference data (the GeoIP databases) is not in the cache; the message names the fetch."""
+
+
+class FlinkError(FraudlabError):
+    """The local Flink cluster could not be started or stopped, its Kafka connector not resolved, or a job failed."""

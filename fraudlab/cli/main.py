@@ -20,6 +20,7 @@ from fraudlab.cli.broker import broker
 from fraudlab.cli.demo import demo
 from fraudlab.cli.detect import promote, score, train
 from fraudlab.cli.evaluate import evaluate_command
+from fraudlab.cli.flink import flink
 from fraudlab.cli.generate import fit, generate_command, sample, simulate_command
 from fraudlab.cli.geoip import geoip
 from fraudlab.cli.ingest import health, produce, serve
@@ -66,8 +67,8 @@ def _configure_logging(debug: bool) -> None:
         LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG)
 
 
-for _command in (broker, redis, mlflow, demo, fit, sample, simulate_command, generate_command, geoip, serve, health,
-                 produce, consume, evaluate_command, train, score, promote):
+for _command in (broker, redis, mlflow, flink, demo, fit, sample, simulate_command, generate_command, geoip, serve,
+                 health, produce, consume, evaluate_command, train, score, promote):
     cli.add_command(_command)
 
 

@@ -35,6 +35,7 @@ from fraudlab.infra.process import (
     OwnedServer,
     die_with_caller_prefix,
     exclusive_lock,
+    group_alive,
     live_command_line,
     log_tail,
     port_in_use,
@@ -172,16 +173,6 @@ def _is_our_mlflow(pid: int, settings: MlflowSettings) -> bool:
     return parts is not None and _server_port(parts, settings) == settings.port
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while any live process belongs to process group ``pgid`` (the server or one of its workers)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                return True
-    return False
-
-
 def _request(settings: MlflowSettings, path: str, body: dict | None = None, timeout: float = 2.0) -> object | None:
     """The JSON (or True for a non-JSON 200) a request to the server answers; None when it does not answer 200."""
     data = None if body is None else json.dumps(body).encode()
@@ -306,7 +297,7 @@ def stop_mlflow(settings: MlflowSettings | None = None, *, timeout: float = 15.0
     pid = read_pid(settings.pid_file)
     was_running = pid is not None and _is_our_mlflow(pid, settings)
     if was_running:
-        terminate_group(pid, lambda: _group_alive(pid), timeout)  # type: ignore[arg-type]
+        terminate_group(pid, lambda: group_alive(pid), timeout)  # type: ignore[arg-type]
     settings.pid_file.unlink(missing_ok=True)
     if purge:
         shutil.rmtree(settings.state, ignore_errors=True)

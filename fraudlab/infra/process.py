@@ -21,6 +21,7 @@ __all__ = [
     "die_with_caller_prefix",
     "exclusive_lock",
     "free_port",
+    "group_alive",
     "live_command_line",
     "log_tail",
     "port_in_use",
@@ -114,6 +115,20 @@ def live_command_line(pid: int) -> str | None:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
     return None if state in ("Z", "X") else cmdline
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any live process belongs to process group ``pgid``: a server, or a worker it forked.
+
+    A launcher waits on this rather than on the server's own pid when the server has children (uvicorn workers,
+    Flink's Python workers) that must be gone too before it reports the server stopped.
+    """
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+    return False
 
 
 def terminate_group(pid: int, alive: Callable[[], bool], timeout: float) -> None:

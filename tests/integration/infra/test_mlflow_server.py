@@ -25,12 +25,11 @@ from fraudlab.infra.mlflow import (
     LocalMlflow,
     MlflowSettings,
     _command,
-    _group_alive,
     mlflow_status,
     start_mlflow,
     stop_mlflow,
 )
-from fraudlab.infra.process import free_port, port_in_use
+from fraudlab.infra.process import free_port, group_alive, port_in_use
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -114,7 +113,7 @@ def test_stop_ends_the_whole_process_group(tmp_path):
 
     # Assert
     assert stopped
-    assert not _group_alive(process.pid) and not any(_alive(pid) for pid in members)
+    assert not group_alive(process.pid) and not any(_alive(pid) for pid in members)
     assert not settings.pid_file.exists()
     assert stop_mlflow(settings) is False
 
