@@ -30,7 +30,7 @@ import hashlib
 import heapq
 import json
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -724,7 +724,7 @@ def _previous_level(inner: str, previous: list[Previous]) -> str:
             f"ORDER BY `event_time` ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)")
 
 
-def flink_sql(source: str = "transactions") -> str:
+def flink_sql(source: str = "transactions", *, carry: Sequence[str] = ()) -> str:
     """The declarations as one Flink SQL query: nested ``OVER`` levels, one per window shape, then ``LAG``-like
     previous values; it yields the :func:`feature_inputs` columns and every one of :data:`RAW_COLUMNS`.
 
@@ -732,9 +732,10 @@ def flink_sql(source: str = "transactions") -> str:
     attribute ``event_time`` whose watermark allows :data:`LATENESS_MS`. Flink computes the aggregates of one
     ``OVER`` over a single window, so each (key, events key, span) gets its own level; nesting them (rather than
     joining one query per shape on ``transaction_id``) keeps the output append-only with no join state. The job
-    then calls :func:`finish` on the rows in Arrow batches.
+    then calls :func:`finish` on the rows in Arrow batches. ``carry`` names further source columns passed through
+    unchanged (the job re-emits the whole transaction with its score).
     """
-    carried = [*INPUT_COLUMNS, *ENRICHMENT_COLUMNS, "amount_cents", "event_time"]
+    carried = [*INPUT_COLUMNS, *ENRICHMENT_COLUMNS, "amount_cents", *carry, "event_time"]
     shapes = _window_shapes()
     received = [windows for (_, events_key, _), windows in shapes.items() if events_key is not None]
     own = [windows for (_, events_key, _), windows in shapes.items() if events_key is None]

@@ -20,6 +20,9 @@ KAFKA = ("confluent_kafka",)
 LATER_STAGES = ("mlflow", "pyflink", "onnxruntime", "redis")
 NOTEBOOK = ("papermill", "ipykernel", "nbformat")  # not IPython: seaborn loads it when it is installed
 SERVICES = (*GRPC, *KAFKA, *LATER_STAGES, *NOTEBOOK)
+#: The generated stubs need the protobuf runtime they were generated for: the Flink venv's older one cannot load them,
+#: so what the Flink job imports from fraudlab.schema (table, wire) must not load them either.
+STUBS = ("fraudlab.schema.proto.fraud_pb2", "fraudlab.schema.proto.fraud_pb2_grpc", "fraudlab.schema.messages")
 
 #: module imported -> (third-party packages it must not load, fraudlab modules it must not load)
 FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -29,7 +32,9 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fraudlab.artefacts": (SERVICES, ("fraudlab.schema", "fraudlab.generate", "fraudlab.detect")),
     "fraudlab.exceptions": (SERVICES, ("fraudlab.schema",)),
     "fraudlab.schema": (SERVICES, ("fraudlab.data", "fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest",
-                                   "fraudlab.kafka", "fraudlab.infra")),
+                                   "fraudlab.kafka", "fraudlab.infra", *STUBS)),
+    "fraudlab.schema.wire": (SERVICES, ("fraudlab.data", "fraudlab.generate", "fraudlab.detect", "fraudlab.ingest",
+                                        "fraudlab.kafka", "fraudlab.infra", *STUBS)),
     "fraudlab.data": (SERVICES, ("fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
     "fraudlab.generate": (SERVICES, ("fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
     "fraudlab.generate.baseline": (SERVICES, ("fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
@@ -41,6 +46,10 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                    "fraudlab.infra")),
     "fraudlab.enrich.geoip": (SERVICES, ("fraudlab.generate", "fraudlab.evaluate", "fraudlab.ingest",
                                          "fraudlab.kafka", "fraudlab.infra", "fraudlab.schema")),
+    # Read on both sides of the venv boundary: the standard library only.
+    "fraudlab.detect.scoring_job": ((*SERVICES, "numpy", "pandas"), ("fraudlab.detect.model", "fraudlab.schema")),
+    # The main venv's launcher of the Flink job: starts it as a process, never imports PyFlink or the job.
+    "fraudlab.detect.realtime": ((*GRPC, "pyflink", "mlflow", *NOTEBOOK), ("fraudlab.detect.flink_job",)),
     "fraudlab.detect.features": ((*SERVICES, "lightgbm", "onnx", "onnxmltools", "sklearn"),
                                  ("fraudlab.detect.model", "fraudlab.detect.registry", "fraudlab.generate",
                                   "fraudlab.enrich", "fraudlab.infra", "fraudlab.ingest", "fraudlab.kafka")),
@@ -51,6 +60,8 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fraudlab.ingest.client": ((*KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.service", "fraudlab.kafka")),
     "fraudlab.ingest.service": ((*LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.client", "fraudlab.generate")),
     "fraudlab.infra": (SERVICES, ("fraudlab.schema", "fraudlab.kafka", "fraudlab.ingest", "fraudlab.detect")),
+    # Runs in the main venv and only starts PyFlink's scripts: never imports pyflink (nor the job it submits).
+    "fraudlab.infra.flink": (SERVICES, ("fraudlab.schema", "fraudlab.kafka", "fraudlab.ingest", "fraudlab.detect")),
     "fraudlab.notebook": (SERVICES, ("fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
     "fraudlab.cli": ((*GRPC, *KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest", "fraudlab.kafka",
                                                                "fraudlab.generate", "fraudlab.evaluate")),
