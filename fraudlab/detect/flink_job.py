@@ -60,7 +60,7 @@ class DecodeTransactions:
         self.geoip_dir = geoip_dir
         self._geoip: Any = None
 
-    def open(self, function_context: Any = None) -> None:
+    def open(self) -> None:
         from pathlib import Path
 
         from fraudlab.enrich.geoip import GeoIP
@@ -147,7 +147,7 @@ class ScoreTransactions:
         self.columns = columns
         self._models: ModelFollower | None = None
 
-    def open(self, function_context: Any = None) -> None:
+    def open(self) -> None:
         self._models = ModelFollower(self.settings)
 
     def close(self) -> None:
@@ -232,9 +232,9 @@ def build_job(t_env: Any, settings: ScoringJobSettings) -> Any:
                  "BOOLEAN": DataTypes.BOOLEAN()}
     decoded_type = DataTypes.ROW([DataTypes.FIELD(name, sql_types[_DECODED_TYPES[name]]) for name in DECODED_COLUMNS])
     t_env.create_temporary_function("decode_transaction", udf(
-        _Callable(DecodeTransactions(settings.geoip_dir)), result_type=decoded_type, func_type="pandas"))
+        _function(DecodeTransactions(settings.geoip_dir)), result_type=decoded_type, func_type="pandas"))
     t_env.create_temporary_function("dead_letter", udf(
-        _Callable(DeadLetters(settings.source_topic)), result_type=DataTypes.BYTES(), func_type="pandas"))
+        _function(DeadLetters(settings.source_topic)), result_type=DataTypes.BYTES(), func_type="pandas"))
     fields = ", ".join(f"d.`{name}` AS `{name}`" for name in DECODED_COLUMNS)
     t_env.execute_sql(f"""CREATE TEMPORARY VIEW decoded AS
         SELECT {fields}, payload, kafka_partition, kafka_offset, event_time, proc_time
@@ -248,7 +248,7 @@ def build_job(t_env: Any, settings: ScoringJobSettings) -> Any:
     scored_type = DataTypes.ROW([DataTypes.FIELD("account", DataTypes.STRING()),
                                  DataTypes.FIELD("value", DataTypes.BYTES()),
                                  DataTypes.FIELD("alert", DataTypes.BOOLEAN())])
-    scored = featured.map(udf(_Callable(ScoreTransactions(settings, columns)), result_type=scored_type,
+    scored = featured.map(udf(_function(ScoreTransactions(settings, columns)), result_type=scored_type,
                               func_type="pandas"))
     t_env.create_temporary_view("scored", scored)
     statements = t_env.create_statement_set()
@@ -260,20 +260,23 @@ def build_job(t_env: Any, settings: ScoringJobSettings) -> Any:
     return statements
 
 
-class _Callable:
-    """PyFlink's pandas functions are plain callables with optional open/close: adapt the classes above."""
+def _function(work: Any) -> Any:
+    """Wrap one of the classes above as a PyFlink scalar function, so Flink calls its open/close with the worker."""
+    from pyflink.table.udf import ScalarFunction
 
-    def __init__(self, function: Any) -> None:
-        self.function = function
-        self._opened = False
+    class Adapter(ScalarFunction):
+        def open(self, function_context: Any) -> None:
+            if hasattr(work, "open"):
+                work.open()
 
-    def __call__(self, *columns: Any) -> Any:
-        if not self._opened:
-            opener = getattr(self.function, "open", None)
-            if opener is not None:
-                opener()
-            self._opened = True
-        return self.function.eval(*columns)
+        def close(self) -> None:
+            if hasattr(work, "close"):
+                work.close()
+
+        def eval(self, *columns: Any) -> Any:
+            return work.eval(*columns)
+
+    return Adapter()
 
 
 def _environment(settings: ScoringJobSettings) -> Any:
