@@ -1,4 +1,5 @@
-"""``fraudlab train | score | promote``: the detector's commands (training, scoring, the MLflow registry's gate)."""
+"""``fraudlab train | score | promote | detect``: the detector's commands (training, scoring, the MLflow registry's
+gate, and the real-time scoring job on Flink)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 import click
 
 from fraudlab import config
+from fraudlab.cli.flink import flink_settings
+from fraudlab.cli.options import bootstrap_option, topic_option
 
-__all__ = ["promote", "resolve_tracking_uri", "score", "tracking_uri_option", "train"]
+__all__ = ["detect", "promote", "resolve_tracking_uri", "score", "tracking_uri_option", "train"]
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
@@ -39,14 +42,40 @@ def resolve_tracking_uri(value: str | None) -> str:
 @click.option("--metric", default=config.MLFLOW_PROMOTION_METRIC, show_default=True,
               help="Run metric the candidate must not fall below the champion's on.")
 @click.option("--force", is_flag=True, help="Promote even when the candidate's metric is below the champion's.")
-def promote(version: int | None, tracking_uri: str | None, metric: str, force: bool) -> None:
-    """Make a registered detector version the champion, unless it scores below the current one; exit 1 if refused."""
+@click.option("--announce/--no-announce", default=True, show_default=True,
+              help=f"Publish the new champion on {config.MODEL_UPDATES_TOPIC!r}, where running `fraudlab detect` jobs "
+                   "pick it up without a restart.")
+@bootstrap_option(help="Kafka bootstrap servers the announcement goes to.")
+@click.option("--updates-topic", default=config.MODEL_UPDATES_TOPIC, show_default=True,
+              help="Topic of the announcements (what `fraudlab detect` jobs follow).")
+def promote(version: int | None, tracking_uri: str | None, metric: str, force: bool, announce: bool,
+            bootstrap: str, updates_topic: str) -> None:
+    """Make a registered detector version the champion, unless it scores below the current one; exit 1 if refused.
+
+    A promoted champion is announced to running scoring jobs. With no broker answering there is no job to tell:
+    the promotion stands, and the command says how to announce it later.
+    """
+    from fraudlab.detect.registry import load_detector
     from fraudlab.detect.registry import promote as promote_version
 
-    decision = promote_version(version, tracking_uri=resolve_tracking_uri(tracking_uri), metric=metric, force=force)
+    uri = resolve_tracking_uri(tracking_uri)
+    decision = promote_version(version, tracking_uri=uri, metric=metric, force=force)
     click.echo(decision.describe())
     if not decision.promoted:
         sys.exit(1)
+    if announce:
+        from fraudlab.detect.realtime import ScoringJobError, announce_detector
+
+        detector = load_detector(uri, version=decision.candidate_version)
+        try:
+            offset = announce_detector(bootstrap, detector, topic=updates_topic, timeout=5)
+        except ScoringJobError as exc:
+            click.echo(f"not announced: {exc}. The promotion stands; jobs started with `--model champion` use it, "
+                       f"and `fraudlab promote --version {decision.candidate_version} --bootstrap {bootstrap}` "
+                       "announces it to running ones.", err=True)
+            return
+        click.echo(f"announced detector {detector.version} on {updates_topic!r} (offset {offset}) at "
+                   f"{bootstrap}: running scoring jobs switch to it")
 
 
 @click.command("train")
@@ -149,3 +178,104 @@ def score(model: str | None, input_path: Path, output: Path, tracking_uri: str |
     click.echo(f"scored {len(scores):,} rows with detector {detector.version} in {seconds:.1f} s: "
                f"{int(scores['alert'].sum()):,} alerts ({scores['alert'].mean():.3%}) at threshold "
                f"{detector.threshold:.4f}; wrote {output}")
+
+
+@click.command("detect")
+@bootstrap_option()
+@topic_option()
+@click.option("--model", "model", default=None,
+              help="Detector the job starts with: a directory or detector.json, or 'champion' for the registry's "
+                   "[default: the pre-trained detector]. Later champions announced by `fraudlab promote` replace it.")
+@tracking_uri_option()
+@click.option("--cluster", metavar="HOST:PORT", default=None,
+              help="Submit the job to the standalone cluster whose REST API is HOST:PORT (`fraudlab flink up "
+                   "--port PORT`) [default: run it embedded, on a local MiniCluster].")
+@click.option("--venv", type=click.Path(path_type=Path), default=None, envvar="FRAUDLAB_FLINK_VENV",
+              help="The Flink venv [default: .venv-flink at the repository root; env FRAUDLAB_FLINK_VENV].")
+@click.option("--group-id", default="fraudlab-detect", show_default=True,
+              help="Consumer group: where a restarted job carries on; also the prefix of its Kafka transactions.")
+@click.option("--parallelism", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Parallel instances of every operator (a cluster needs as many free slots).")
+@click.option("--lateness-ms", type=click.IntRange(min=0), default=5_000, show_default=True,
+              help="How late (event time) a transaction may arrive and still be scored with complete windows; "
+                   "records wait this long behind the newest of their partition.")
+@click.option("--checkpoint-ms", type=click.IntRange(min=100), default=config.FLINK_CHECKPOINT_MS, show_default=True,
+              help="Checkpoint interval: scored records become visible to read-committed readers once per checkpoint.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Checkpoints, savepoints, the job's log and a downloaded champion [default: "
+                   "~/.cache/fraudlab/flink/detect-GROUP].")
+@click.option("--bounded", is_flag=True, help="Score what the topic holds now, then stop (instead of until Ctrl-C).")
+def detect(bootstrap: str, topic: str, model: str | None, tracking_uri: str | None, cluster: str | None,
+           venv: Path | None, group_id: str, parallelism: int, lateness_ms: int, checkpoint_ms: int,
+           state_dir: Path | None, bounded: bool) -> None:
+    """Score the transaction topic in real time on Apache Flink, into scored_transactions and fraud_alerts.
+
+    Every transaction is scored once (exactly once, read committed) with features computed in Flink from the same
+    declarations the model was trained on; alerts carry their top reasons; records that do not parse go to the
+    dead-letter topic. Ctrl-C (or SIGTERM) stops the job with a drain: what it read is scored and committed.
+    """
+    from fraudlab.detect.realtime import ScoringJob, ensure_job_topics, run_scoring_job
+    from fraudlab.detect.scoring_job import ScoringJobSettings
+
+    cache = config.cache_root(os.environ)
+    host, port = _cluster_address(cluster)
+    flink = flink_settings(port, venv, None, host=host)
+    state = state_dir or cache / "flink" / f"detect-{group_id}"
+    settings = ensure_job_topics(ScoringJobSettings(
+        bootstrap=bootstrap, model=_model_path(model, tracking_uri, state), geoip_dir=str(cache),
+        checkpoint_dir=str(state / "checkpoints"), group_id=group_id, source_topic=topic, bounded=bounded,
+        lateness_ms=lateness_ms, checkpoint_ms=checkpoint_ms, parallelism=parallelism))
+    where = f"on the Flink cluster at {flink.rest_url}" if cluster else "embedded (a local MiniCluster)"
+    summary = (f"{settings.source_topic!r} -> {settings.scored_topic!r} (exactly once) and {settings.alerts_topic!r}"
+               f", detector {settings.model}")
+    click.echo(f"Starting the scoring job {where}: {summary} ...", err=True)
+    if bounded:
+        click.echo(run_scoring_job(settings, flink, cluster=cluster is not None).strip())
+        return
+    stop = _stop_on_signals()
+    job = ScoringJob(settings, flink, cluster=cluster is not None)
+    with job as job_id:
+        click.echo(f"job {job_id} running {where}; log {job.log_path}; Ctrl-C stops it with a drain")
+        while not stop.wait(2.0):
+            state_now = job.state()
+            if state_now not in _LIVE_STATES:
+                raise click.ClickException(f"job {job_id} is {state_now or 'gone'}; see {job.log_path}")
+        click.echo("stopping: draining the job (what it read is scored and committed) ...", err=True)
+    click.echo(f"job {job_id} stopped; the next `fraudlab detect --group-id {group_id}` carries on from its offsets")
+
+
+_LIVE_STATES = ("CREATED", "INITIALIZING", "RUNNING", "RESTARTING")
+
+
+def _cluster_address(cluster: str | None) -> tuple[str, int]:
+    """``--cluster``'s HOST:PORT (the local defaults when not given)."""
+    if cluster is None:
+        return config.FLINK_HOST, config.FLINK_REST_PORT
+    host, _, port = cluster.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{cluster!r} must be HOST:PORT, e.g. 127.0.0.1:{config.FLINK_REST_PORT}",
+                                 param_hint="--cluster")
+    return host, int(port)
+
+
+def _model_path(model: str | None, tracking_uri: str | None, state: Path) -> str:
+    """The detector file the job loads: the given one, the champion downloaded (verified) into ``state``, or the
+    pre-trained one."""
+    from fraudlab.detect.model import DEFAULT_DETECTOR
+
+    if model != "champion":
+        return str(Path(model).resolve()) if model else str(DEFAULT_DETECTOR)
+    from fraudlab.detect.registry import load_detector
+
+    return str(load_detector(resolve_tracking_uri(tracking_uri)).save(state / "champion"))
+
+
+def _stop_on_signals() -> Any:
+    """An event set by Ctrl-C or SIGTERM, so the job is drained instead of the command dying mid-stream."""
+    import signal
+    import threading
+
+    requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: requested.set())
+    return requested

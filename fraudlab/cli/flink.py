@@ -11,7 +11,7 @@ import click
 
 from fraudlab import config
 
-__all__ = ["flink"]
+__all__ = ["flink", "flink_settings"]
 
 
 def _flink_options(command: click.Command) -> click.Command:
@@ -32,7 +32,7 @@ def _flink_options(command: click.Command) -> click.Command:
     return command
 
 
-def _settings(port: int, venv: Path | None, state_dir: Path | None, **overrides: Any) -> Any:
+def flink_settings(port: int, venv: Path | None, state_dir: Path | None, **overrides: Any) -> Any:
     """The cluster the flags name, in the cache the environment names, run with ``JAVA_HOME``'s Java if set."""
     from fraudlab.infra.flink import FlinkSettings
 
@@ -54,7 +54,7 @@ def flink_up(port: int, venv: Path | None, state_dir: Path | None, slots: int) -
     """Start the cluster (or reuse the one running) and wait until its TaskManager is registered; print the UI's URL."""
     from fraudlab.infra.flink import start_flink_cluster
 
-    status = start_flink_cluster(_settings(port, venv, state_dir, task_slots=slots),
+    status = start_flink_cluster(flink_settings(port, venv, state_dir, task_slots=slots),
                                  announce=lambda line: click.echo(line, err=True))
     click.echo(status.describe())
 
@@ -66,7 +66,7 @@ def flink_down(port: int, venv: Path | None, state_dir: Path | None, purge: bool
     """Stop the TaskManagers and the JobManager and wait until every process of theirs has exited."""
     from fraudlab.infra.flink import stop_flink_cluster
 
-    stopped = stop_flink_cluster(_settings(port, venv, state_dir), purge=purge)
+    stopped = stop_flink_cluster(flink_settings(port, venv, state_dir), purge=purge)
     state = "stopped" if stopped else "was not running"
     click.echo(f"Flink cluster on port {port}: {state}{' (state purged)' if purge else ''}")
 
@@ -77,7 +77,7 @@ def flink_status(port: int, venv: Path | None, state_dir: Path | None) -> None:
     """Say whether the cluster runs (TaskManagers, slots, running jobs); exit 0 when it does, 3 when it does not."""
     from fraudlab.infra.flink import flink_status as status_of
 
-    status = status_of(_settings(port, venv, state_dir))
+    status = status_of(flink_settings(port, venv, state_dir))
     click.echo(status.describe())
     sys.exit(0 if status.running else 3)
 
@@ -88,5 +88,5 @@ def flink_fetch(port: int, venv: Path | None, state_dir: Path | None) -> None:
     """Resolve the Kafka SQL connector jar from Maven Central into the cache (once; later calls reuse it)."""
     from fraudlab.infra.flink import resolve_connector
 
-    jar = resolve_connector(_settings(port, venv, state_dir))
+    jar = resolve_connector(flink_settings(port, venv, state_dir))
     click.echo(f"Flink Kafka connector ready: {jar} ({jar.stat().st_size / 1e6:.1f} MB); jobs name it in pipeline.jars")

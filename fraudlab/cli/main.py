@@ -18,7 +18,7 @@ import click
 from fraudlab import __version__
 from fraudlab.cli.broker import broker
 from fraudlab.cli.demo import demo
-from fraudlab.cli.detect import promote, score, train
+from fraudlab.cli.detect import detect, promote, score, train
 from fraudlab.cli.evaluate import evaluate_command
 from fraudlab.cli.flink import flink
 from fraudlab.cli.generate import fit, generate_command, sample, simulate_command
@@ -68,7 +68,7 @@ def _configure_logging(debug: bool) -> None:
 
 
 for _command in (broker, redis, mlflow, flink, demo, fit, sample, simulate_command, generate_command, geoip, serve,
-                 health, produce, consume, evaluate_command, train, score, promote):
+                 health, produce, consume, evaluate_command, train, score, promote, detect):
     cli.add_command(_command)
 
 

@@ -23,6 +23,7 @@ Imported only in the Flink venv (``.venv-flink``): run as ``python -m fraudlab.d
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -51,6 +52,7 @@ _DECODED_TYPES = {
 DECODED_COLUMNS: tuple[str, ...] = (*feature_definition.INPUT_COLUMNS, *feature_definition.ENRICHMENT_COLUMNS,
                                     "amount_cents", *CARRIED, "error")
 _MODEL_POLL_S = 0.5
+_STATUS_POLL_S = 1.0
 
 
 class DecodeTransactions:
@@ -304,17 +306,60 @@ def _environment(settings: ScoringJobSettings) -> Any:
     return t_env
 
 
+def _stop_requested() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: the job is then stopped with a drain instead of the process dying."""
+    requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: requested.set())
+    return requested
+
+
+def _run_until_stopped(client: Any, job_id: str, settings: ScoringJobSettings, stop: threading.Event) -> int:
+    """Watch an unbounded job; on a stop request drain it (every buffered window emitted, the last Kafka
+    transaction committed by the final savepoint), so stopping loses nothing a restart from the group offsets needs.
+    """
+    while not stop.wait(_STATUS_POLL_S):
+        status = client.get_job_status().result()
+        if status.is_globally_terminal_state():
+            print(f"fraudlab-detect: job {job_id} ended {status.name}", flush=True)
+            return 0 if status.name == "FINISHED" else 1
+    print(f"fraudlab-detect: job {job_id} stopping (drain)", flush=True)
+    savepoint = _stop_with_drain(client, settings.savepoint_uri)
+    print(f"fraudlab-detect: job {job_id} stopped; savepoint {savepoint}", flush=True)
+    return 0
+
+
+def _stop_with_drain(client: Any, savepoint_dir: str) -> str:
+    """``JobClient.stop_with_savepoint(True, dir)``, which PyFlink 2.2.1 calls with Flink 1.x's Java signature
+    (no savepoint format) and so always fails: the Java method is called with the format here."""
+    from pyflink.common.completable_future import CompletableFuture
+    from pyflink.java_gateway import get_gateway
+
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    return CompletableFuture(client._j_job_client.stopWithSavepoint(True, savepoint_dir, canonical), str).result()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the job described by the JSON settings in ``argv[0]``; return when it ends (bounded) or is stopped."""
+    """Run the job described by the JSON settings in ``argv[0]``.
+
+    Bounded, it returns when the job has read its end offsets. Unbounded, it runs until SIGTERM/SIGINT and then
+    drains; ``detached`` (a cluster submission) returns once the job runs there.
+    """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m fraudlab.detect.flink_job SETTINGS_JSON", file=sys.stderr)
         return 2
     settings = ScoringJobSettings.from_json(args[0])
+    stop = _stop_requested()
     t_env = _environment(settings)
     result = build_job(t_env, settings).execute()
-    job_id = result.get_job_client().get_job_id()
+    client = result.get_job_client()
+    job_id = str(client.get_job_id())
     print(f"fraudlab-detect: job {job_id} running", flush=True)
+    if settings.detached:
+        return 0
+    if not settings.bounded:
+        return _run_until_stopped(client, job_id, settings, stop)
     result.wait()
     print(f"fraudlab-detect: job {job_id} finished", flush=True)
     return 0

@@ -6,22 +6,35 @@ process with its settings as JSON, so nothing here imports PyFlink.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
+import time
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from fraudlab import config
 from fraudlab.detect.scoring_job import ScoringJobSettings
-from fraudlab.exceptions import FlinkError, InvalidParameterError
-from fraudlab.infra.flink import FlinkSettings, flink_python, resolve_connector, submit_command
+from fraudlab.exceptions import FlinkError, InvalidParameterError, ServiceUnavailableError
+from fraudlab.infra.flink import FlinkSettings, flink_python, job_state, resolve_connector, stop_job, submit_command
+from fraudlab.infra.process import OwnedServer, die_with_caller_prefix, group_alive, log_tail, terminate_group
+from fraudlab.kafka.admin import end_offsets, ensure_topic
 from fraudlab.schema import wire
 
-__all__ = ["ScoringJobError", "job_command", "read_committed_values", "read_dead_letters", "read_scored",
-           "run_scoring_job", "with_connector"]
+if TYPE_CHECKING:
+    from fraudlab.detect.model import Detector
+
+__all__ = ["ScoringJob", "ScoringJobError", "announce_detector", "ensure_job_topics", "job_command",
+           "read_committed_values", "read_dead_letters", "read_scored", "run_scoring_job", "with_connector"]
 
 JOB_MODULE = "fraudlab.detect.flink_job"
 _LOG_LINES = 40
+_RUNNING = re.compile(r"fraudlab-detect: job ([0-9a-f]{32}) running")
 
 
 class ScoringJobError(FlinkError):
@@ -31,7 +44,7 @@ class ScoringJobError(FlinkError):
 def job_command(settings: ScoringJobSettings, flink: FlinkSettings, *, cluster: bool) -> list[str]:
     """The argv that runs the job: in-process on a local MiniCluster, or submitted to the standalone cluster."""
     if cluster:
-        return submit_command(flink, module=JOB_MODULE, args=[settings.to_json()])
+        return submit_command(flink, module=JOB_MODULE, args=[settings.to_json()], detached=settings.detached)
     return [str(flink_python(flink)), "-m", JOB_MODULE, settings.to_json()]
 
 
@@ -40,6 +53,54 @@ def with_connector(settings: ScoringJobSettings, flink: FlinkSettings) -> Scorin
     if settings.connector_jar:
         return settings
     return replace(settings, connector_jar=str(resolve_connector(flink, announce=False)))
+
+
+def ensure_job_topics(settings: ScoringJobSettings) -> ScoringJobSettings:
+    """Create the job's topics that do not exist yet; return ``settings`` following announcements from now on.
+
+    The model-updates topic has one partition (announcements are ordered); the others the project's default. The
+    returned settings start the model follower at that topic's end, so the job scores with ``settings.model``
+    until a detector is announced after it started.
+    """
+    for topic in (settings.source_topic, settings.scored_topic, settings.alerts_topic, settings.dead_letter_topic):
+        ensure_topic(settings.bootstrap, topic)
+    ensure_topic(settings.bootstrap, settings.model_updates_topic, partitions=1)
+    return replace(settings, model_updates_offset=end_offsets(settings.bootstrap, settings.model_updates_topic)[0])
+
+
+def announce_detector(bootstrap: str, detector: Detector, *, topic: str = config.MODEL_UPDATES_TOPIC,
+                      timeout: float = 30.0) -> int:
+    """Publish ``detector`` (its verified bundle) on the model-updates topic; return the announcement's offset.
+
+    Running scoring jobs switch to it between two batches, and every record they score from then on names its
+    version.
+
+    Raises:
+        ScoringJobError: Kafka did not answer, or did not confirm the announcement, within ``timeout`` seconds.
+    """
+    try:
+        ensure_topic(bootstrap, topic, partitions=1, timeout=timeout)
+    except (KafkaException, ServiceUnavailableError) as exc:
+        raise ScoringJobError(f"Detector {detector.version} was not announced on {topic!r} at {bootstrap}: "
+                              f"{exc}") from None
+    bundle = detector.to_bytes()
+    delivered: list[int] = []
+    failures: list[str] = []
+
+    def confirmed(error: KafkaError | None, message: object) -> None:
+        if error is not None:
+            failures.append(str(error))
+        else:
+            delivered.append(message.offset())  # type: ignore[attr-defined]
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                         "message.max.bytes": max(1_000_000, len(bundle) + 10_000)})
+    producer.produce(topic, bundle, detector.version.encode(), partition=0, on_delivery=confirmed)
+    producer.flush(timeout)
+    if not delivered:
+        reason = failures[0] if failures else f"no confirmation within {timeout:g} s"
+        raise ScoringJobError(f"Detector {detector.version} was not announced on {topic!r} at {bootstrap}: {reason}")
+    return delivered[0]
 
 
 def run_scoring_job(settings: ScoringJobSettings, flink: FlinkSettings | None = None, *, cluster: bool = False,
@@ -63,6 +124,98 @@ def run_scoring_job(settings: ScoringJobSettings, flink: FlinkSettings | None = 
         raise ScoringJobError(f"The scoring job failed (exit {completed.returncode}):\n"
                               f"{_tail(completed.stdout, completed.stderr)}")
     return completed.stdout
+
+
+class ScoringJob(OwnedServer):
+    """A live (unbounded) scoring job owned by a ``with`` block: running on entry, drained and gone on exit.
+
+    Embedded, the job is a process of its own running a MiniCluster; it counts as started once Flink reports it
+    running, and stopping sends it SIGTERM, on which it drains (:func:`fraudlab.detect.flink_job.main`). With
+    ``cluster`` the same job is submitted detached to the standalone cluster ``flink`` describes, and stopping drains
+    it through the REST API. Either way every record read before the stop is scored and committed, and the group
+    offsets let the next job carry on where this one ended. The job's output goes to ``log_path`` (by default
+    ``<group id>.log`` beside the checkpoint directory).
+
+    >>> with ScoringJob(settings) as job_id:
+    ...     ...  # produce to settings.source_topic, read settings.scored_topic
+    """
+
+    def __init__(self, settings: ScoringJobSettings, flink: FlinkSettings | None = None, *, cluster: bool = False,
+                 timeout: float = 180.0, log_path: Path | None = None) -> None:
+        super().__init__()
+        self.flink = flink or FlinkSettings()
+        self.settings = replace(settings, bounded=False, detached=cluster)
+        self.cluster = cluster
+        self.timeout = timeout
+        self.log_path = log_path or Path(settings.checkpoint_dir).parent / f"{settings.group_id}.log"
+        self.job_id: str | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return self.job_id or ""
+
+    def _launch(self) -> bool:
+        settings = with_connector(self.settings, self.flink)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        prefix = [] if self.cluster else die_with_caller_prefix()
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen([*prefix, *job_command(settings, self.flink, cluster=self.cluster)],
+                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             start_new_session=True)
+        try:
+            self.job_id = self._wait_running(start)
+            if self.cluster:  # the submission returns once the job runs there
+                self._process.wait(timeout=self.timeout)
+        except BaseException:
+            self._end_process()
+            raise
+        return False
+
+    def _wait_running(self, start: int) -> str:
+        assert self._process is not None
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as log:
+                log.seek(start)
+                found = _RUNNING.search(log.read().decode(errors="replace"))
+            if found is not None:
+                return found.group(1)
+            if self._process.poll() is not None:
+                raise ScoringJobError(f"The scoring job exited with code {self._process.returncode} before it ran. "
+                                      f"Last lines of {self.log_path}:\n{log_tail(self.log_path, _LOG_LINES)}")
+            time.sleep(0.2)
+        raise ScoringJobError(f"The scoring job was not running after {self.timeout:g} s. Last lines of "
+                              f"{self.log_path}:\n{log_tail(self.log_path, _LOG_LINES)}")
+
+    def state(self) -> str | None:
+        """The job's state on the cluster (``RUNNING``, ``RESTARTING``...); embedded: ``RUNNING`` while it lives."""
+        if self.cluster:
+            return job_state(self.flink, self.job_id) if self.job_id else None
+        return "RUNNING" if self._process is not None and self._process.poll() is None else None
+
+    def _shutdown(self, purge: bool) -> None:
+        if self.cluster and self.job_id is not None:
+            stop_job(self.flink, self.job_id, savepoint_dir=self.settings.savepoint_uri, timeout=self.timeout)
+        elif self._process is not None and self._process.poll() is None:
+            os.kill(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                self._end_process()
+                raise ScoringJobError(f"The scoring job had not drained after {self.timeout:g} s and was killed; "
+                                      "the next job rescores from the last committed offsets. Last lines of "
+                                      f"{self.log_path}:\n{log_tail(self.log_path, _LOG_LINES)}") from None
+        self._end_process()
+
+    def _end_process(self) -> None:
+        """Make sure the job's process and its Python workers are gone (after a drain they already are)."""
+        if self._process is not None:
+            pid = self._process.pid
+            terminate_group(pid, lambda: group_alive(pid), 10.0)
+            self._process.wait()
+            self._process = None
 
 
 def _tail(*outputs: str | bytes | None) -> str:

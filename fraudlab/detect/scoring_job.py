@@ -37,6 +37,8 @@ class ScoringJobSettings:
             checkpoint.
         batch_ms: the longest a record waits in a Python batch (Arrow bundle) before it is decoded or scored.
         parallelism: parallel instances of every operator.
+        detached: return once the job runs (a cluster submission: the cluster keeps it, the launcher stops it
+            through the REST API) instead of watching it until stopped.
     """
 
     bootstrap: str
@@ -56,6 +58,7 @@ class ScoringJobSettings:
     checkpoint_ms: int = config.FLINK_CHECKPOINT_MS
     batch_ms: int = 100
     parallelism: int = 1
+    detached: bool = False
 
     def __post_init__(self) -> None:
         problems = [f"{name}={getattr(self, name)!r} must be {rule}" for name, ok, rule in (
@@ -77,6 +80,11 @@ class ScoringJobSettings:
     @property
     def checkpoint_uri(self) -> str:
         return Path(self.checkpoint_dir).resolve().as_uri()
+
+    @property
+    def savepoint_uri(self) -> str:
+        """Where the savepoint of a drained stop goes: beside the checkpoints."""
+        return (Path(self.checkpoint_dir).resolve() / "savepoints").as_uri()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

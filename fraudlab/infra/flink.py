@@ -71,9 +71,12 @@ __all__ = [
     "flink_home",
     "flink_python",
     "flink_status",
+    "job_failures",
+    "job_state",
     "resolve_connector",
     "start_flink_cluster",
     "stop_flink_cluster",
+    "stop_job",
     "submit_command",
 ]
 
@@ -658,6 +661,51 @@ def _kill_taskmanager(settings: FlinkSettings) -> int:
 
 
 # --------------------------------------------------------------------------- jobs
+
+
+def job_state(settings: FlinkSettings, job_id: str) -> str | None:
+    """The cluster's state of job ``job_id`` (``RUNNING``, ``RESTARTING``, ``FINISHED``...); None if it is unknown."""
+    state = (_rest(settings, f"/jobs/{job_id}") or {}).get("state")
+    return str(state) if state is not None else None
+
+
+def job_failures(settings: FlinkSettings, job_id: str) -> list[str]:
+    """The failures job ``job_id`` restarted after (oldest first), from its exception history: one line each."""
+    history = (_rest(settings, f"/jobs/{job_id}/exceptions") or {}).get("exceptionHistory", {})
+    entries = history.get("entries", []) if isinstance(history, dict) else []
+    return [str(entry.get("exceptionName", "")) + ": " + str(entry.get("taskName") or entry.get("location") or "")
+            for entry in reversed(entries)]
+
+
+def stop_job(settings: FlinkSettings, job_id: str, *, savepoint_dir: str, timeout: float = 120.0) -> str:
+    """Stop job ``job_id`` with a drain (``flink stop --drain``): sources end, every window fires, the final
+    savepoint commits the sinks' transactions; return the savepoint's location once the job is ``FINISHED``.
+
+    Raises:
+        FlinkError: the cluster refused, the savepoint failed, or the job had not finished after ``timeout`` s.
+    """
+    body = json.dumps({"drain": True, "targetDirectory": savepoint_dir, "formatType": "CANONICAL"}).encode()
+    request = urllib.request.Request(f"{settings.rest_url}/jobs/{job_id}/stop", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with _DIRECT.open(request, timeout=10) as response:
+            trigger = json.loads(response.read())["request-id"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        raise FlinkError(f"The Flink cluster at {settings.rest_url} refused to stop job {job_id}: {exc}") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = _rest(settings, f"/jobs/{job_id}/savepoints/{trigger}") or {}
+        if answer.get("status", {}).get("id") == "COMPLETED":
+            operation = answer.get("operation", {})
+            if "failure-cause" in operation:
+                cause = operation["failure-cause"].get("stack-trace", "").splitlines()[:3]
+                raise FlinkError(f"Stopping job {job_id} failed: {' '.join(cause)}")
+            if job_state(settings, job_id) == "FINISHED":
+                return str(operation.get("location", ""))
+        time.sleep(0.25)
+    raise FlinkError(f"Job {job_id} on {settings.rest_url} had not stopped after {timeout:g} s "
+                     f"(state {job_state(settings, job_id)}).")
+
 
 
 def submit_command(

@@ -15,6 +15,7 @@ version     real_pr_auc  role
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from click.testing import CliRunner
 from fraudlab.cli import cli
 from fraudlab.detect.features import FEATURES
 from fraudlab.detect.model import Detector, DetectorParams, train_detector
+from fraudlab.detect.realtime import read_committed_values
 from fraudlab.detect.registry import (
     CHAMPION,
     DETECTOR_ARTIFACTS,
@@ -37,6 +39,7 @@ from fraudlab.detect.registry import (
     promote,
 )
 from fraudlab.exceptions import InvalidParameterError, ModelFileError, ModelRegistryError
+from fraudlab.infra.process import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -217,11 +220,39 @@ def test_the_cli_prints_the_decision_and_exits_1_when_refused(store):
     promote(4, tracking_uri=uri, force=True)
 
     refused = CliRunner().invoke(cli, ["promote", "--version", "2", "--tracking-uri", uri])
-    kept = CliRunner().invoke(cli, ["promote", "--version", "4", "--tracking-uri", uri])
+    kept = CliRunner().invoke(cli, ["promote", "--version", "4", "--tracking-uri", uri, "--no-announce"])
 
     assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
     assert "not promoted" in refused.output and "0.7" in refused.output and "0.85" in refused.output
     assert kept.exit_code == 0 and "already is the champion" in kept.output
+
+
+def test_a_promoted_champion_is_announced_to_running_jobs(store, detectors, kafka_bootstrap):
+    """The announcement is the champion's verified bundle on the updates topic (what the Flink job follows)."""
+    uri, _ = store
+    promote(4, tracking_uri=uri, force=True)
+    topic = f"models-{uuid.uuid4().hex[:10]}"
+
+    result = CliRunner().invoke(cli, ["promote", "--version", "4", "--tracking-uri", uri, "--bootstrap",
+                                      kafka_bootstrap, "--updates-topic", topic])
+
+    assert result.exit_code == 0, result.output
+    assert f"announced detector {detectors[4].version} on '{topic}' (offset 0)" in result.output
+    [bundle] = read_committed_values(kafka_bootstrap, topic)
+    assert Detector.from_bytes(bundle).sha256 == detectors[4].sha256
+
+
+def test_without_a_broker_the_promotion_stands_and_the_cli_says_how_to_announce_it(store):
+    uri, _ = store
+    promote(4, tracking_uri=uri, force=True)
+    unreachable = f"127.0.0.1:{free_port()}"
+
+    result = CliRunner().invoke(cli, ["promote", "--version", "4", "--tracking-uri", uri, "--bootstrap", unreachable])
+
+    assert result.exit_code == 0
+    assert "already is the champion" in result.output and "not announced" in result.output
+    assert "The promotion stands" in result.output
+    assert f"fraudlab promote --version 4 --bootstrap {unreachable}" in result.output
 
 
 def test_an_unknown_version_is_a_clear_error(store):

@@ -49,7 +49,7 @@ def promote_calls(monkeypatch) -> list[tuple[tuple, dict]]:
 def test_promote_defaults_to_the_cache_store_and_the_latest_version(clean_environment, promote_calls):
     """No flag, no MLFLOW_TRACKING_URI: the SQLite store in FRAUDLAB_CACHE_DIR, the latest version, no force."""
     # Run
-    result = CliRunner().invoke(cli, ["promote"])
+    result = CliRunner().invoke(cli, ["promote", "--no-announce"])
 
     # Assert
     assert result.exit_code == 0, result.output
@@ -60,8 +60,9 @@ def test_promote_defaults_to_the_cache_store_and_the_latest_version(clean_enviro
 
 def test_promote_reads_mlflow_tracking_uri_and_the_flag_wins(clean_environment, promote_calls, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    CliRunner().invoke(cli, ["promote", "--version", "3", "--force"])
-    CliRunner().invoke(cli, ["promote", "--version", "3", "--tracking-uri", "sqlite:////x/y.db", "--metric", "m"])
+    CliRunner().invoke(cli, ["promote", "--version", "3", "--force", "--no-announce"])
+    CliRunner().invoke(cli, ["promote", "--version", "3", "--tracking-uri", "sqlite:////x/y.db", "--metric", "m",
+                                "--no-announce"])
     assert promote_calls[0] == ((3,), {"tracking_uri": "http://127.0.0.1:5999", "metric": "real_pr_auc",
                                        "force": True})
     assert promote_calls[1][1]["tracking_uri"] == "sqlite:////x/y.db" and promote_calls[1][1]["metric"] == "m"
