@@ -66,7 +66,7 @@ geoip: install
 	@echo "==> Downloading the open GeoIP databases (DB-IP City Lite, IP-to-ASN) into the cache (about 85 MB, once)"
 	$(BIN)/fraudlab geoip fetch
 
-demo: jars
+demo: jars geoip flink-venv
 	$(BIN)/fraudlab demo
 
 lint: install

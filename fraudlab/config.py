@@ -36,7 +36,10 @@ __all__ = [
     "DEAD_LETTER_TOPIC",
     "DEDUP_CAPACITY",
     "DEDUP_WINDOW_S",
+    "DEMO_ACCOUNTS",
     "DEMO_COUNT",
+    "DEMO_DAYS",
+    "DEMO_SPEED",
     "EVENT_TIME_HEADER",
     "FIT_OUTPUT",
     "FIT_ROWS",
@@ -207,6 +210,11 @@ SAMPLE_ROWS = 100_000
 FIT_OUTPUT = "gaussian_copula.npz"
 #: Transactions ``fraudlab demo`` streams.
 DEMO_COUNT = 20_000
+#: ``make demo``'s account population: 1,000 accounts over a week is ~13,000 transactions, replayed at 30,000x
+#: real time (a simulated week in about 20 s).
+DEMO_ACCOUNTS = 1_000
+DEMO_DAYS = 7.0
+DEMO_SPEED = 30_000.0
 
 
 # --------------------------------------------------------------------------- GeoIP (offline, from the npm registry)

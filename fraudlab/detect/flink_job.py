@@ -34,7 +34,7 @@ import pandas as pd
 
 from fraudlab.detect import features as feature_definition
 from fraudlab.detect.model import Detector
-from fraudlab.detect.scoring_job import ScoringJobSettings
+from fraudlab.detect.scoring_job import WORKER_READY, ScoringJobSettings
 from fraudlab.schema import wire
 
 __all__ = ["build_job", "main"]
@@ -270,6 +270,8 @@ def _function(work: Any) -> Any:
         def open(self, function_context: Any) -> None:
             if hasattr(work, "open"):
                 work.open()
+            # The launcher counts these lines: the job scores without a start-up pause once every function is open.
+            print(f"{WORKER_READY} {type(work).__name__}", file=sys.stderr, flush=True)
 
         def close(self) -> None:
             if hasattr(work, "close"):

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from fraudlab import config
 from fraudlab.detect.scoring_job import ScoringJobSettings
 from fraudlab.exceptions import FlinkError, InvalidParameterError, ServiceUnavailableError
-from fraudlab.infra.flink import FlinkSettings, flink_python, job_state, resolve_connector, stop_job, submit_command
+from fraudlab.infra.flink import (
+    FlinkSettings,
+    flink_python,
+    job_state,
+    job_tasks_running,
+    resolve_connector,
+    stop_job,
+    submit_command,
+)
 from fraudlab.infra.process import OwnedServer, die_with_caller_prefix, group_alive, log_tail, terminate_group
 from fraudlab.kafka.admin import end_offsets, ensure_topic
 from fraudlab.schema import wire
@@ -30,7 +39,8 @@ if TYPE_CHECKING:
     from fraudlab.detect.model import Detector
 
 __all__ = ["ScoringJob", "ScoringJobError", "announce_detector", "ensure_job_topics", "job_command",
-           "read_committed_values", "read_dead_letters", "read_scored", "run_scoring_job", "with_connector"]
+           "read_committed_values", "read_dead_letters", "read_scored", "run_scoring_job", "start_from_now",
+           "with_connector"]
 
 JOB_MODULE = "fraudlab.detect.flink_job"
 _LOG_LINES = 40
@@ -66,6 +76,20 @@ def ensure_job_topics(settings: ScoringJobSettings) -> ScoringJobSettings:
         ensure_topic(settings.bootstrap, topic)
     ensure_topic(settings.bootstrap, settings.model_updates_topic, partitions=1)
     return replace(settings, model_updates_offset=end_offsets(settings.bootstrap, settings.model_updates_topic)[0])
+
+
+def start_from_now(settings: ScoringJobSettings) -> dict[int, int]:
+    """Commit the job's consumer group at the source topic's end, so the job scores only what is published from now
+    on (not a backlog other runs left); return those offsets."""
+    ends = end_offsets(settings.bootstrap, settings.source_topic)
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": settings.group_id,
+                         "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(settings.source_topic, partition, offset)
+                                 for partition, offset in ends.items()], asynchronous=False)
+    finally:
+        consumer.close()
+    return ends
 
 
 def announce_detector(bootstrap: str, detector: Detector, *, topic: str = config.MODEL_UPDATES_TOPIC,
@@ -129,12 +153,13 @@ def run_scoring_job(settings: ScoringJobSettings, flink: FlinkSettings | None = 
 class ScoringJob(OwnedServer):
     """A live (unbounded) scoring job owned by a ``with`` block: running on entry, drained and gone on exit.
 
-    Embedded, the job is a process of its own running a MiniCluster; it counts as started once Flink reports it
-    running, and stopping sends it SIGTERM, on which it drains (:func:`fraudlab.detect.flink_job.main`). With
-    ``cluster`` the same job is submitted detached to the standalone cluster ``flink`` describes, and stopping drains
-    it through the REST API. Either way every record read before the stop is scored and committed, and the group
-    offsets let the next job carry on where this one ended. The job's output goes to ``log_path`` (by default
-    ``<group id>.log`` beside the checkpoint directory).
+    Embedded, the job is a process of its own running a MiniCluster; it counts as started once Flink runs it, and
+    stopping sends it SIGTERM,
+    on which it drains (:func:`fraudlab.detect.flink_job.main`). With ``cluster`` the same job is submitted detached
+    to the standalone cluster ``flink`` describes; it counts as started once all its tasks run there, and stopping
+    drains it through the REST API. Either way every record read before the stop is scored and committed, and the
+    group offsets let the next job carry on where this one ended. The job's output goes to ``log_path`` (by
+    default ``<group id>.log`` beside the checkpoint directory).
 
     >>> with ScoringJob(settings) as job_id:
     ...     ...  # produce to settings.source_topic, read settings.scored_topic
@@ -166,7 +191,7 @@ class ScoringJob(OwnedServer):
                                              start_new_session=True)
         try:
             self.job_id = self._wait_running(start)
-            if self.cluster:  # the submission returns once the job runs there
+            if self.cluster:  # the detached submission has returned, or is about to
                 self._process.wait(timeout=self.timeout)
         except BaseException:
             self._end_process()
@@ -174,15 +199,19 @@ class ScoringJob(OwnedServer):
         return False
 
     def _wait_running(self, start: int) -> str:
+        """The job's id once Flink runs it (embedded) or runs all its tasks (cluster). Its Python functions open
+        with the first records (each prints ``WORKER_READY``): the first records wait for that (``docs/realtime.md``).
+        """
         assert self._process is not None
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             with self.log_path.open("rb") as log:
                 log.seek(start)
-                found = _RUNNING.search(log.read().decode(errors="replace"))
-            if found is not None:
+                output = log.read().decode(errors="replace")
+            found = _RUNNING.search(output)
+            if found is not None and (not self.cluster or job_tasks_running(self.flink, found.group(1))):
                 return found.group(1)
-            if self._process.poll() is not None:
+            if self._process.poll() is not None and not (self.cluster and self._process.returncode == 0):
                 raise ScoringJobError(f"The scoring job exited with code {self._process.returncode} before it ran. "
                                       f"Last lines of {self.log_path}:\n{log_tail(self.log_path, _LOG_LINES)}")
             time.sleep(0.2)
@@ -227,15 +256,17 @@ def _tail(*outputs: str | bytes | None) -> str:
     return "\n".join(lines[-_LOG_LINES:])
 
 
-def read_committed_values(bootstrap: str, topic: str, *, idle_s: float = 2.0) -> list[bytes]:
-    """Every committed record value of ``topic``, partition by partition (read-committed, as consumers should)."""
+def read_committed_values(bootstrap: str, topic: str, *, idle_s: float = 2.0,
+                          start: Mapping[int, int] | None = None) -> list[bytes]:
+    """Every committed record value of ``topic`` (from ``start`` offsets, default the beginning), partition by
+    partition (read-committed, as consumers should)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fraudlab-read", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": True})
     values: list[bytes] = []
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         for partition in sorted(metadata.partitions):
-            consumer.assign([TopicPartition(topic, partition, 0)])
+            consumer.assign([TopicPartition(topic, partition, (start or {}).get(partition, 0))])
             while (message := consumer.poll(idle_s)) is not None:
                 error = message.error()
                 if error is not None and error.code() == KafkaError._PARTITION_EOF:
@@ -247,9 +278,10 @@ def read_committed_values(bootstrap: str, topic: str, *, idle_s: float = 2.0) ->
     return values
 
 
-def read_scored(bootstrap: str, topic: str, *, idle_s: float = 2.0) -> pd.DataFrame:
+def read_scored(bootstrap: str, topic: str, *, idle_s: float = 2.0,
+                start: Mapping[int, int] | None = None) -> pd.DataFrame:
     """The committed records of a scored (or alerts) topic, decoded: transaction columns, score, version, reasons."""
-    return wire.decode_scored(read_committed_values(bootstrap, topic, idle_s=idle_s))
+    return wire.decode_scored(read_committed_values(bootstrap, topic, idle_s=idle_s, start=start))
 
 
 def read_dead_letters(bootstrap: str, topic: str, *, idle_s: float = 2.0) -> pd.DataFrame:

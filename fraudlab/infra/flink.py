@@ -73,6 +73,7 @@ __all__ = [
     "flink_status",
     "job_failures",
     "job_state",
+    "job_tasks_running",
     "resolve_connector",
     "start_flink_cluster",
     "stop_flink_cluster",
@@ -667,6 +668,12 @@ def job_state(settings: FlinkSettings, job_id: str) -> str | None:
     """The cluster's state of job ``job_id`` (``RUNNING``, ``RESTARTING``, ``FINISHED``...); None if it is unknown."""
     state = (_rest(settings, f"/jobs/{job_id}") or {}).get("state")
     return str(state) if state is not None else None
+
+
+def job_tasks_running(settings: FlinkSettings, job_id: str) -> bool:
+    """True once every task of job ``job_id`` runs (deployed, state restored, functions open)."""
+    vertices = (_rest(settings, f"/jobs/{job_id}") or {}).get("vertices", [])
+    return bool(vertices) and all(vertex.get("status") == "RUNNING" for vertex in vertices)
 
 
 def job_failures(settings: FlinkSettings, job_id: str) -> list[str]:

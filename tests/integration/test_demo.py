@@ -59,3 +59,27 @@ def test_a_record_in_the_topic_that_nobody_acknowledged_fails_the_demo(kafka_boo
     with pytest.raises(ReadBackMismatchError, match=r"1 in Kafka but never acknowledged \(e\.g\. intruder-1\)"):
         run_demo(bootstrap=kafka_bootstrap, count=300, users=10, topic=topic, source=source_with_an_intruder,
                  echo=lambda _line: None)
+
+
+@pytest.mark.slow
+def test_the_system_demo_scores_every_acknowledged_transaction_once_and_reports_its_alerts(kafka_bootstrap, topic,
+                                                                                         cache_dir):
+    """`make demo`: service -> Kafka -> the Flink job (embedded) -> scored_transactions and fraud_alerts."""
+    from fraudlab.demo import run_detection_demo
+    from fraudlab.infra.broker import BrokerSettings
+
+    lines: list[str] = []
+    result = run_detection_demo(BrokerSettings(cache_dir=cache_dir), bootstrap=kafka_bootstrap, accounts=300,
+                                days=5, topic=topic, echo=lines.append)
+    text = "\n".join(lines)
+    scored = result.scored
+    assert len(scored) == len(result.acknowledged_ms) > 1_000 and scored["transaction_id"].is_unique
+    assert f"scored {len(scored):,} transactions, each exactly once" in text
+    flagged = result.flagged
+    assert len(flagged) > 0 and flagged["reasons"].map(len).gt(0).all()
+    assert result.precision == flagged["is_fraud"].mean()
+    assert result.recall == flagged["is_fraud"].sum() / scored["is_fraud"].sum()
+    assert f"precision {result.precision:.2f}, recall {result.recall:.2f}" in text
+    assert set(result.alerts["transaction_id"]) == set(flagged["transaction_id"])
+    assert len(result.alert_latency_ms()) == len(flagged) and result.warm_up_s > 0
+    assert flagged.sort_values("score").iloc[-1]["transaction_id"] in text, "the top alert is shown with its reasons"

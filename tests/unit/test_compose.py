@@ -1,12 +1,27 @@
-"""docker-compose.yaml cannot run here (no Docker engine), so its structure is checked statically."""
+"""docker-compose.yaml and the images it builds cannot run here (no Docker engine), so they are checked statically."""
 
 from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import click
 import pytest
 import yaml
 
+from fraudlab import config
 from fraudlab.cli import cli
+from fraudlab.detect.model import DEFAULT_DETECTOR
+from fraudlab.detect.realtime import JOB_MODULE
+from fraudlab.detect.scoring_job import ScoringJobSettings
+
+HEALTHY = {"condition": "service_healthy"}
+FLINK_SERVICES = ("jobmanager", "taskmanager", "detect")
+#: The broker's listener for other containers (its advertised INTERNAL listener).
+INTERNAL_BOOTSTRAP = "kafka:19092"
 
 
 @pytest.fixture(scope="module")
@@ -14,14 +29,70 @@ def compose(repo_root):
     return yaml.safe_load((repo_root / "docker-compose.yaml").read_text())
 
 
+@dataclass(frozen=True)
+class Dockerfile:
+    """A Dockerfile as read here: its instructions (continuation lines joined), ARG defaults and ENV values."""
+
+    instructions: tuple[tuple[str, str], ...]
+    args: dict[str, str]
+    env: dict[str, str]
+
+    @classmethod
+    def read(cls, path: Path) -> Dockerfile:
+        lines = path.read_text().replace("\\\n", "").splitlines()
+        instructions = tuple((word.upper(), rest.strip()) for word, _, rest in
+                             (line.strip().partition(" ") for line in lines) if word and not word.startswith("#"))
+        pairs = {kind: dict(rest.split("=", 1) for word, rest in instructions if word == kind and "=" in rest)
+                 for kind in ("ARG", "ENV")}
+        return cls(instructions, pairs["ARG"], pairs["ENV"])
+
+    def rendered(self, word: str) -> list[str]:
+        """The arguments of every ``word`` instruction, with ``${ARG}`` replaced by the ARG's default."""
+        return [re.sub(r"\$\{(\w+)\}", lambda m: self.args.get(m[1], m[0]), rest)
+                for kind, rest in self.instructions if kind == word]
+
+
+@pytest.fixture(scope="module")
+def flink_image(repo_root) -> Dockerfile:
+    return Dockerfile.read(repo_root / "Dockerfile.flink")
+
+
+def _unescaped(value: str) -> str:
+    """A string of the compose file as the container gets it: compose turns ``$$`` into ``$``."""
+    return value.replace("$$", "$")
+
+
+def _flink_properties(service: dict) -> dict[str, str]:
+    """FLINK_PROPERTIES as the flink image's entrypoint reads it: ``key: value`` a line, every space dropped."""
+    lines = _unescaped(service["environment"]["FLINK_PROPERTIES"]).splitlines()
+    return dict(re.sub(r"\s", "", line).split(":", 1) for line in lines if line.strip())
+
+
+def _job_settings(compose) -> ScoringJobSettings:
+    return ScoringJobSettings.from_json(compose["services"]["detect"]["environment"]["SCORING_JOB_SETTINGS"])
+
+
+def _script_lines(service: dict) -> list[list[str]]:
+    """The commands of a ``sh -ec SCRIPT`` / ``bash -ec SCRIPT`` service, one argv a line."""
+    command = service["command"]
+    assert command[:2] in (["sh", "-ec"], ["bash", "-ec"]), "a script service stops at the first failing line"
+    return [shlex.split(line) for line in _unescaped(command[2]).splitlines() if line.strip()]
+
+
 def test_services_and_their_start_order(compose):
     services = compose["services"]
-    assert set(services) == {"kafka", "redis", "ingestion", "producer"}
-    assert services["ingestion"]["depends_on"] == {"kafka": {"condition": "service_healthy"},
-                                                   "redis": {"condition": "service_healthy"}}
-    assert services["producer"]["depends_on"] == {"ingestion": {"condition": "service_healthy"}}
-    for name in ("kafka", "redis", "ingestion"):
+    assert set(services) == {"kafka", "redis", "ingestion", "producer", "topics", *FLINK_SERVICES}
+    assert services["ingestion"]["depends_on"] == {"kafka": HEALTHY, "redis": HEALTHY}
+    assert services["producer"]["depends_on"] == {"ingestion": HEALTHY}
+    assert services["topics"]["depends_on"] == {"kafka": HEALTHY}
+    assert services["taskmanager"]["depends_on"] == {"jobmanager": HEALTHY}
+    assert services["detect"]["depends_on"] == {
+        "kafka": HEALTHY, "topics": {"condition": "service_completed_successfully"},
+        "jobmanager": HEALTHY, "taskmanager": HEALTHY}
+    for name in ("kafka", "redis", "ingestion", "jobmanager", "taskmanager"):
         assert services[name]["healthcheck"]["test"], f"{name} needs a healthcheck"
+    for name in ("topics", "detect"):
+        assert services[name]["restart"] == "no", f"{name} is a one-shot step"
 
 
 def test_two_ingestion_workers_share_state_in_a_persistent_redis(compose):
@@ -65,7 +136,8 @@ def test_every_referenced_file_exists(compose, repo_root):
             for line in dockerfile.read_text().splitlines():
                 if line.startswith("COPY "):
                     for source in line.split()[1:-1]:
-                        assert (context / source).exists(), f"Dockerfile copies missing {source}"
+                        if not source.startswith("--"):
+                            assert (context / source).exists(), f"{dockerfile.name} copies missing {source}"
 
 
 def _fraudlab_invocations(compose) -> list[list[str]]:
@@ -88,3 +160,148 @@ def test_every_fraudlab_command_in_the_file_exists_with_those_flags(compose):
             command.make_context(argv[0], list(argv[1:]))
         except click.UsageError as exc:
             pytest.fail(f"`fraudlab {' '.join(argv)}` in docker-compose.yaml: {exc.format_message()}")
+
+
+# --------------------------------------------------------------------------- Apache Flink and the scoring job
+
+
+def test_flink_image_is_the_official_one_at_the_configured_versions(flink_image, repo_root):
+    assert flink_image.args["FLINK_VERSION"] == config.FLINK_VERSION
+    assert flink_image.args["JAVA_VERSION"] == "17"
+    assert flink_image.args["FLINK_KAFKA_CONNECTOR"] == config.FLINK_KAFKA_CONNECTOR
+    assert flink_image.rendered("FROM") == [f"flink:{config.FLINK_VERSION}-scala_2.12-java17"]
+    # PyFlink comes from the Flink venv's requirements, which must name the image's Flink release.
+    assert f"apache-flink=={config.FLINK_VERSION}" in (repo_root / "requirements-flink.txt").read_text().splitlines()
+
+
+def test_flink_image_fetches_the_configured_kafka_connector_from_maven_central(flink_image):
+    version = config.FLINK_KAFKA_CONNECTOR
+    url = (f"https://repo1.maven.org/maven2/org/apache/flink/flink-sql-connector-kafka/{version}/"
+           f"flink-sql-connector-kafka-{version}.jar")
+    (download,) = [run for run in flink_image.rendered("RUN") if "flink-sql-connector-kafka" in run]
+    assert f'url="{url}"' in download
+    assert 'wget -nv -O "$KAFKA_CONNECTOR_JAR" "$url"' in download
+    assert "sha1sum -c" in download, "the jar is checked against Maven Central's checksum"
+    assert PurePosixPath(flink_image.env["KAFKA_CONNECTOR_JAR"]).suffix == ".jar"
+
+
+def _pip_installs(flink_image) -> list[list[str]]:
+    """The arguments of every ``pip install`` the image runs, in order."""
+    return [shlex.split(arguments) for run in flink_image.rendered("RUN")
+            for arguments in re.findall(r"\bpip install ([^;&]*)", run)]
+
+
+def test_flink_image_installs_fraudlab_as_the_flink_venv_does(flink_image, repo_root):
+    """`make flink-venv`: the requirements pinned by the lock, then fraudlab without dependencies."""
+    requirements, package = _pip_installs(flink_image)
+    assert requirements[requirements.index("-r") + 1] == "requirements-flink.txt"
+    assert requirements[requirements.index("-c") + 1] == "constraints-flink.txt"
+    assert package[-2:] == ["--no-deps", "."]
+    copied = {source for copy in flink_image.rendered("COPY") for source in copy.split()[:-1]}
+    assert {"requirements-flink.txt", "constraints-flink.txt", "pyproject.toml", "README.md", "fraudlab"} <= copied
+    for name in ("requirements-flink.txt", "constraints-flink.txt"):
+        assert (repo_root / name).is_file()
+    # `python` is the venv's, for the job's driver and the TaskManager's Python workers alike.
+    venv = flink_image.env["VIRTUAL_ENV"]
+    assert flink_image.env["PATH"].startswith(f"{venv}/bin:")
+    assert flink_image.rendered("USER")[-1] == "flink", "Flink runs as the image's own unprivileged user"
+
+
+def test_flink_services_build_one_image_and_share_one_configuration(compose, flink_image):
+    services = compose["services"]
+    venv_python = f"{flink_image.env['VIRTUAL_ENV']}/bin/python"
+    for name in FLINK_SERVICES:
+        assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile.flink"}
+        properties = _flink_properties(services[name])
+        assert properties["jobmanager.rpc.address"] == "jobmanager"
+        assert properties["rest.address"] == "jobmanager"
+        assert properties["rest.port"] == str(config.FLINK_REST_PORT)
+        assert properties["taskmanager.numberOfTaskSlots"] == str(config.FLINK_TASK_SLOTS)
+        assert properties["python.executable"] == properties["python.client.executable"] == venv_python
+        assert properties["execution.checkpointing.dir"] == PurePosixPath(_job_settings(compose).checkpoint_dir
+                                                                          ).as_uri()
+    assert services["jobmanager"]["command"] == "jobmanager"
+    assert services["jobmanager"]["hostname"] == "jobmanager"
+    assert services["taskmanager"]["command"] == "taskmanager"
+
+
+def test_flink_web_ui_is_published_on_loopback_and_health_means_ready(compose):
+    services = compose["services"]
+    port = config.FLINK_REST_PORT
+    assert services["jobmanager"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    jobmanager = services["jobmanager"]["healthcheck"]["test"]
+    assert jobmanager[:3] == ["CMD", "python", "-c"] and f"'http://localhost:{port}/overview'" in jobmanager[3]
+    # A TaskManager is healthy once the JobManager lists it (resource id = container hostname) with all its slots.
+    assert _flink_properties(services["taskmanager"])["taskmanager.resource-id"] == "${HOSTNAME}"
+    taskmanager = services["taskmanager"]["healthcheck"]["test"]
+    assert taskmanager[:3] == ["CMD", "python", "-c"]
+    assert f"'http://jobmanager:{port}/taskmanagers'" in taskmanager[3]
+    assert "t['id'] == os.environ['HOSTNAME']" in taskmanager[3]
+    assert f"t['slotsNumber'] >= {config.FLINK_TASK_SLOTS}" in taskmanager[3]
+    for name in ("jobmanager", "taskmanager"):
+        compile(services[name]["healthcheck"]["test"][3], f"{name} healthcheck", "exec")
+
+
+def test_topics_service_creates_the_jobs_topics_before_it_starts(compose):
+    topics = compose["services"]["topics"]
+    assert topics["image"] == compose["services"]["kafka"]["image"]
+    settings = _job_settings(compose)
+    expected = {settings.source_topic: config.TOPIC_PARTITIONS, settings.scored_topic: config.TOPIC_PARTITIONS,
+                settings.alerts_topic: config.TOPIC_PARTITIONS, settings.dead_letter_topic: config.TOPIC_PARTITIONS,
+                settings.model_updates_topic: 1}
+    created = {}
+    for argv in _script_lines(topics):
+        assert argv[0] == "/opt/kafka/bin/kafka-topics.sh"
+        assert argv[argv.index("--bootstrap-server") + 1] == INTERNAL_BOOTSTRAP
+        assert {"--create", "--if-not-exists"} <= set(argv), "creating is idempotent: a second `up` must pass"
+        created[argv[argv.index("--topic") + 1]] = int(argv[argv.index("--partitions") + 1])
+    assert created == expected
+
+
+def test_detect_submits_the_real_job_module_detached_once(compose):
+    lines = _script_lines(compose["services"]["detect"])
+    submit = lines[-1]
+    assert submit[0] == "exec" and PurePosixPath(submit[1]).name == "flink"
+    assert submit[2:] == ["run", "-m", f"jobmanager:{config.FLINK_REST_PORT}", "-d", "-pym", JOB_MODULE, "--",
+                          "$SCORING_JOB_SETTINGS"]
+    assert JOB_MODULE == "fraudlab.detect.flink_job" and importlib.util.find_spec(JOB_MODULE) is not None
+    # Before submitting, a job the cluster already runs (a second `docker compose up`) is looked for.
+    check = " ".join(" ".join(argv) for argv in lines[:-1])
+    assert f"http://jobmanager:{config.FLINK_REST_PORT}/jobs/overview" in check and "exit 0" in check
+
+
+def test_detect_settings_are_valid_and_name_what_the_image_holds(compose, flink_image):
+    settings = _job_settings(compose)
+    assert settings.bootstrap == INTERNAL_BOOTSTRAP
+    assert f"INTERNAL://{INTERNAL_BOOTSTRAP}" in compose["services"]["kafka"]["environment"][
+        "KAFKA_ADVERTISED_LISTENERS"]
+    assert settings.detached and not settings.bounded, "submitted to run until stopped, the client returning"
+    assert settings.connector_jar == flink_image.env["KAFKA_CONNECTOR_JAR"]
+    # The GeoIP databases are fetched at build time into the cache root the job opens.
+    assert settings.geoip_dir == flink_image.env["FRAUDLAB_CACHE_DIR"]
+    runs = flink_image.rendered("RUN")
+    assert any("fetch_databases(Path(os.environ['FRAUDLAB_CACHE_DIR'])" in run for run in runs)
+    # The pre-trained detector shipped in the package, linked from a fixed path.
+    assert DEFAULT_DETECTOR.is_file()
+    assert settings.model == f"{flink_image.env['PRETRAINED_DIR']}/{DEFAULT_DETECTOR.name}"
+    assert any("print(DEFAULT_DETECTOR.parent)" in run and '"$PRETRAINED_DIR"' in run for run in runs)
+
+
+def test_checkpoints_live_on_a_volume_the_jobmanager_and_taskmanager_share(compose, flink_image):
+    checkpoints = _job_settings(compose).checkpoint_dir
+    assert "flink-checkpoints" in compose["volumes"]
+    for name in ("jobmanager", "taskmanager"):
+        assert f"flink-checkpoints:{checkpoints}" in compose["services"][name]["volumes"]
+    # A fresh named volume takes the ownership of the image's directory: Flink's user must be able to write it.
+    assert any(f"chown flink:flink {checkpoints}" in run for run in flink_image.rendered("RUN"))
+
+
+def test_no_shell_variable_is_left_to_compose_interpolation(compose):
+    """Compose replaces ``$VAR`` with the *host's* variable before the container sees it; scripts must write ``$$``."""
+    for name in ("topics", *FLINK_SERVICES):
+        service = compose["services"][name]
+        texts = [*service.get("command", [])] if isinstance(service.get("command"), list) else []
+        texts += [str(value) for value in service.get("environment", {}).values()]
+        texts += service.get("healthcheck", {}).get("test", [])
+        for text in texts:
+            assert "$" not in text.replace("$$", ""), f"{name}: unescaped $ in {text[:60]!r}"
