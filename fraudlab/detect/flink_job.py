@@ -13,6 +13,8 @@ Imported only in the Flink venv (``.venv-flink``): run as ``python -m fraudlab.d
   and enrich with GeoIP in the same batch; a record that does not decode goes to the dead-letter topic with why.
 * **Dedup** by ``transaction_id``, first seen wins (Flink's processing-time deduplication: insert-only, so the
   event-time windows downstream keep their rowtime).
+* **Late records** (behind the watermark: more than ``lateness_ms`` behind the newest event time of the stream)
+  would be dropped by the windows without a trace; they go to the dead-letter topic with the reason instead.
 * **Score** with the ONNX detector; alerts also get their top reasons. The detector in use is replaced, without a
   restart, by the newest one announced on ``model_updates`` (:meth:`Detector.to_bytes`), and every scored record
   names the version that scored it.
@@ -200,6 +202,15 @@ def _sink_options(settings: ScoringJobSettings, topic: str, *, exactly_once: boo
                                               "value.fields-include": "EXCEPT_KEY", **guarantee})
 
 
+def _interval(ms: int) -> str:
+    """A SQL interval literal of ``ms`` milliseconds (``SECOND`` alone allows two digits: 99 s at most)."""
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+
+
 def _register_tables(t_env: Any, settings: ScoringJobSettings) -> None:
     bounded = {"scan.bounded.mode": "latest-offset"} if settings.bounded else {}
     source = _kafka_options(settings, settings.source_topic, **{
@@ -215,7 +226,7 @@ def _register_tables(t_env: Any, settings: ScoringJobSettings) -> None:
         event_time AS COALESCE(TO_TIMESTAMP_LTZ(CAST(CAST(headers['event_time'] AS STRING) AS BIGINT), 3),
                                kafka_time),
         proc_time AS PROCTIME(),
-        WATERMARK FOR event_time AS event_time - INTERVAL '{settings.lateness_ms / 1000:.3f}' SECOND
+        WATERMARK FOR event_time AS event_time - {_interval(settings.lateness_ms)}
     ) WITH ({source})""")
     for name, exactly_once in ((settings.scored_topic, True), (settings.alerts_topic, False)):
         t_env.execute_sql(f"CREATE TEMPORARY TABLE `{name}` (account STRING, `value` BYTES) "
@@ -242,9 +253,13 @@ def build_job(t_env: Any, settings: ScoringJobSettings) -> Any:
         SELECT {fields}, payload, kafka_partition, kafka_offset, event_time, proc_time
         FROM (SELECT decode_transaction(payload) AS d, payload, kafka_partition, kafka_offset, event_time, proc_time
               FROM raw_records)""")
-    t_env.execute_sql("""CREATE TEMPORARY VIEW transactions AS SELECT * FROM (
-        SELECT *, ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY proc_time ASC) AS first_seen
-        FROM decoded WHERE error = '') WHERE first_seen = 1""")
+    t_env.execute_sql("""CREATE TEMPORARY VIEW first_seen AS SELECT * FROM (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY proc_time ASC) AS seen
+        FROM decoded WHERE error = '') WHERE seen = 1""")
+    # The windows would drop a record behind the watermark without a trace: it goes to the dead letters instead.
+    # Watermarks only fall further behind downstream, so what passes here is on time for every window.
+    on_time = "CURRENT_WATERMARK(event_time) IS NULL OR event_time > CURRENT_WATERMARK(event_time)"
+    t_env.execute_sql(f"CREATE TEMPORARY VIEW transactions AS SELECT * FROM first_seen WHERE {on_time}")
     featured = t_env.sql_query(feature_definition.flink_sql("transactions", carry=CARRIED))
     columns = tuple(featured.get_schema().get_field_names())
     scored_type = DataTypes.ROW([DataTypes.FIELD("account", DataTypes.STRING()),
@@ -259,6 +274,10 @@ def build_job(t_env: Any, settings: ScoringJobSettings) -> Any:
                               "WHERE alert")
     statements.add_insert_sql(f"INSERT INTO `{settings.dead_letter_topic}` SELECT dead_letter(payload, error, "
                               "kafka_partition, kafka_offset) FROM decoded WHERE error <> ''")
+    late = (f"late: its event time is more than lateness_ms={settings.lateness_ms} behind the newest of the stream "
+            "(the watermark), so its windows had closed; score it in batch, or run with a larger lateness")
+    statements.add_insert_sql(f"INSERT INTO `{settings.dead_letter_topic}` SELECT dead_letter(payload, '{late}', "
+                              f"kafka_partition, kafka_offset) FROM first_seen WHERE NOT ({on_time})")
     return statements
 
 
@@ -284,10 +303,16 @@ def _function(work: Any) -> Any:
 
 
 def _environment(settings: ScoringJobSettings) -> Any:
+    from pyflink.common import Configuration
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    env = StreamExecutionEnvironment.get_execution_environment()
+    configuration = Configuration()
+    if settings.rest_port:  # embedded: the launcher watches the MiniCluster's tasks through its REST API
+        for key, value in {"rest.port": str(settings.rest_port), "rest.address": "127.0.0.1",
+                           "rest.bind-address": "127.0.0.1"}.items():
+            configuration.set_string(key, value)
+    env = StreamExecutionEnvironment.get_execution_environment(configuration)
     env.add_jars(f"file://{settings.connector_jar}")
     env.set_parallelism(settings.parallelism)
     env.enable_checkpointing(settings.checkpoint_ms, CheckpointingMode.EXACTLY_ONCE)

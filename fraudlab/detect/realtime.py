@@ -31,14 +31,22 @@ from fraudlab.infra.flink import (
     stop_job,
     submit_command,
 )
-from fraudlab.infra.process import OwnedServer, die_with_caller_prefix, group_alive, log_tail, terminate_group
+from fraudlab.infra.process import (
+    OwnedServer,
+    die_with_caller_prefix,
+    free_port,
+    group_alive,
+    log_tail,
+    terminate_group,
+)
 from fraudlab.kafka.admin import end_offsets, ensure_topic
 from fraudlab.schema import wire
 
 if TYPE_CHECKING:
     from fraudlab.detect.model import Detector
 
-__all__ = ["ScoringJob", "ScoringJobError", "announce_detector", "ensure_job_topics", "job_command",
+__all__ = ["ScoringJob", "ScoringJobError", "announce_detector", "consumer_lag", "ensure_job_topics",
+           "job_command",
            "read_committed_values", "read_dead_letters", "read_scored", "run_scoring_job", "start_from_now",
            "with_connector"]
 
@@ -90,6 +98,18 @@ def start_from_now(settings: ScoringJobSettings) -> dict[int, int]:
     finally:
         consumer.close()
     return ends
+
+
+def consumer_lag(settings: ScoringJobSettings) -> int:
+    """Records of the source topic the job has not read yet, by the offsets its group committed (at checkpoints)."""
+    ends = end_offsets(settings.bootstrap, settings.source_topic)
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": settings.group_id,
+                         "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(settings.source_topic, p) for p in ends], timeout=10)
+    finally:
+        consumer.close()
+    return sum(ends[c.partition] - max(c.offset, 0) for c in committed)
 
 
 def announce_detector(bootstrap: str, detector: Detector, *, topic: str = config.MODEL_UPDATES_TOPIC,
@@ -153,8 +173,8 @@ def run_scoring_job(settings: ScoringJobSettings, flink: FlinkSettings | None = 
 class ScoringJob(OwnedServer):
     """A live (unbounded) scoring job owned by a ``with`` block: running on entry, drained and gone on exit.
 
-    Embedded, the job is a process of its own running a MiniCluster; it counts as started once Flink runs it, and
-    stopping sends it SIGTERM,
+    Embedded, the job is a process of its own running a MiniCluster (with its REST API on a free port); it counts as
+    started once all its tasks run, their Python workers started, and stopping sends it SIGTERM,
     on which it drains (:func:`fraudlab.detect.flink_job.main`). With ``cluster`` the same job is submitted detached
     to the standalone cluster ``flink`` describes; it counts as started once all its tasks run there, and stopping
     drains it through the REST API. Either way every record read before the stop is scored and committed, and the
@@ -169,7 +189,11 @@ class ScoringJob(OwnedServer):
                  timeout: float = 180.0, log_path: Path | None = None) -> None:
         super().__init__()
         self.flink = flink or FlinkSettings()
-        self.settings = replace(settings, bounded=False, detached=cluster)
+        self.settings = replace(settings, bounded=False, detached=cluster,
+                                rest_port=0 if cluster else free_port(config.FLINK_HOST))
+        #: Where the job's tasks are seen: the cluster's REST API, or the embedded MiniCluster's.
+        self.rest = self.flink if cluster else replace(self.flink, host=config.FLINK_HOST,
+                                                       rest_port=self.settings.rest_port)
         self.cluster = cluster
         self.timeout = timeout
         self.log_path = log_path or Path(settings.checkpoint_dir).parent / f"{settings.group_id}.log"
@@ -199,9 +223,7 @@ class ScoringJob(OwnedServer):
         return False
 
     def _wait_running(self, start: int) -> str:
-        """The job's id once Flink runs it (embedded) or runs all its tasks (cluster). Its Python functions open
-        with the first records (each prints ``WORKER_READY``): the first records wait for that (``docs/realtime.md``).
-        """
+        """The job's id once all its tasks run (their Python workers started), seen through the REST API."""
         assert self._process is not None
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
@@ -209,7 +231,7 @@ class ScoringJob(OwnedServer):
                 log.seek(start)
                 output = log.read().decode(errors="replace")
             found = _RUNNING.search(output)
-            if found is not None and (not self.cluster or job_tasks_running(self.flink, found.group(1))):
+            if found is not None and job_tasks_running(self.rest, found.group(1)):
                 return found.group(1)
             if self._process.poll() is not None and not (self.cluster and self._process.returncode == 0):
                 raise ScoringJobError(f"The scoring job exited with code {self._process.returncode} before it ran. "
@@ -219,10 +241,10 @@ class ScoringJob(OwnedServer):
                               f"{self.log_path}:\n{log_tail(self.log_path, _LOG_LINES)}")
 
     def state(self) -> str | None:
-        """The job's state on the cluster (``RUNNING``, ``RESTARTING``...); embedded: ``RUNNING`` while it lives."""
-        if self.cluster:
-            return job_state(self.flink, self.job_id) if self.job_id else None
-        return "RUNNING" if self._process is not None and self._process.poll() is None else None
+        """The job's state (``RUNNING``, ``RESTARTING``...); None once it is gone."""
+        if not self.cluster and (self._process is None or self._process.poll() is not None):
+            return None
+        return job_state(self.rest, self.job_id) if self.job_id else None
 
     def _shutdown(self, purge: bool) -> None:
         if self.cluster and self.job_id is not None:

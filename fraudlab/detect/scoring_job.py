@@ -16,6 +16,9 @@ from fraudlab.exceptions import InvalidParameterError
 
 __all__ = ["WORKER_READY", "ScoringJobSettings"]
 
+#: The watermark's delay is a SQL ``DAY TO SECOND`` interval, whose days have two digits.
+_MAX_LATENESS_MS = 100 * 86_400_000
+
 #: Printed (stderr, the job's output) by each instance of the job's Python functions once open: its worker started
 #: and GeoIP or the model loaded. PyFlink opens them with the first records they receive, not when the job starts.
 WORKER_READY = "fraudlab-detect: worker ready:"
@@ -43,6 +46,8 @@ class ScoringJobSettings:
         parallelism: parallel instances of every operator.
         detached: return once the job runs (a cluster submission: the cluster keeps it, the launcher stops it
             through the REST API) instead of watching it until stopped.
+        rest_port: embedded only: serve the MiniCluster's REST API on 127.0.0.1 at this port, so a launcher sees its
+            tasks as it would a cluster's (0: no REST API).
     """
 
     bootstrap: str
@@ -63,16 +68,18 @@ class ScoringJobSettings:
     batch_ms: int = 100
     parallelism: int = 1
     detached: bool = False
+    rest_port: int = 0
 
     def __post_init__(self) -> None:
         problems = [f"{name}={getattr(self, name)!r} must be {rule}" for name, ok, rule in (
             ("bootstrap", bool(self.bootstrap), "host:port of a Kafka broker"),
             ("group_id", bool(self.group_id), "a non-empty consumer group"),
             ("model_updates_offset", self.model_updates_offset >= 0, ">= 0"),
-            ("lateness_ms", self.lateness_ms >= 0, ">= 0 milliseconds"),
+            ("lateness_ms", 0 <= self.lateness_ms < _MAX_LATENESS_MS, "0 to 99 days in milliseconds"),
             ("checkpoint_ms", self.checkpoint_ms >= 100, ">= 100 milliseconds"),
             ("batch_ms", self.batch_ms >= 1, ">= 1 millisecond"),
             ("parallelism", self.parallelism >= 1, ">= 1"),
+            ("rest_port", 0 <= self.rest_port <= 65535, "a port (0: none)"),
         ) if not ok]
         if problems:
             raise InvalidParameterError("Invalid scoring job settings:\n  - " + "\n  - ".join(problems))
