@@ -197,8 +197,8 @@ def score(model: str | None, input_path: Path, output: Path, tracking_uri: str |
 @click.option("--parallelism", type=click.IntRange(min=1), default=1, show_default=True,
               help="Parallel instances of every operator (a cluster needs as many free slots).")
 @click.option("--lateness-ms", type=click.IntRange(min=0), default=5_000, show_default=True,
-              help="How late (event time) a transaction may arrive and still be scored with complete windows (later "
-                   "ones go to the dead-letter topic); records wait this long behind the newest of their partition. "
+              help="How late (event time) a transaction may arrive and still be scored with complete windows (the "
+                   "windows drop later ones); records wait this long behind the newest of their partition. "
                    "A replay at `--speed S` needs about S x 1000 (one wall second).")
 @click.option("--checkpoint-ms", type=click.IntRange(min=100), default=config.FLINK_CHECKPOINT_MS, show_default=True,
               help="Checkpoint interval: scored records become visible to read-committed readers once per checkpoint.")

@@ -13,8 +13,8 @@ Imported only in the Flink venv (``.venv-flink``): run as ``python -m fraudlab.d
   and enrich with GeoIP in the same batch; a record that does not decode goes to the dead-letter topic with why.
 * **Dedup** by ``transaction_id``, first seen wins (Flink's processing-time deduplication: insert-only, so the
   event-time windows downstream keep their rowtime).
-* **Late records** (behind the watermark: more than ``lateness_ms`` behind the newest event time of the stream)
-  would be dropped by the windows without a trace; they go to the dead-letter topic with the reason instead.
+* **Late records** (behind the watermark: more than ``lateness_ms`` behind the newest event time of the stream) are
+  dropped by the windows without a trace (``docs/realtime.md``): give a replay a lateness that matches its speed.
 * **Score** with the ONNX detector; alerts also get their top reasons. The detector in use is replaced, without a
   restart, by the newest one announced on ``model_updates`` (:meth:`Detector.to_bytes`), and every scored record
   names the version that scored it.
@@ -55,6 +55,13 @@ DECODED_COLUMNS: tuple[str, ...] = (*feature_definition.INPUT_COLUMNS, *feature_
                                     "amount_cents", *CARRIED, "error")
 _MODEL_POLL_S = 0.5
 _STATUS_POLL_S = 1.0
+
+
+def _report(line: str) -> None:
+    """One line on the job's output from a Python worker: ``print`` there is PyFlink's, which takes no ``flush``
+    (on a cluster the call fails the task), so the stream is written directly."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class DecodeTransactions:
@@ -121,11 +128,10 @@ class ModelFollower:
         try:
             candidate = Detector.from_bytes(payload)
         except Exception as exc:  # a bad announcement must never stop the stream: report it and keep scoring
-            print(f"fraudlab-detect: ignored a model announcement: {exc}", file=sys.stderr, flush=True)
+            _report(f"fraudlab-detect: ignored a model announcement: {exc}")
             return
         if candidate.feature_schema != self.detector.feature_schema:
-            print(f"fraudlab-detect: ignored model {candidate.version}: built for other features", file=sys.stderr,
-                  flush=True)
+            _report(f"fraudlab-detect: ignored model {candidate.version}: built for other features")
             return
         with self._lock:
             self._pending = candidate
@@ -134,8 +140,7 @@ class ModelFollower:
         with self._lock:
             if self._pending is not None:
                 self.detector, self._pending = self._pending, None
-                print(f"fraudlab-detect: now scoring with model {self.detector.version}", file=sys.stderr,
-                      flush=True)
+                _report(f"fraudlab-detect: now scoring with model {self.detector.version}")
         return self.detector
 
     def close(self) -> None:
@@ -253,13 +258,9 @@ def build_job(t_env: Any, settings: ScoringJobSettings) -> Any:
         SELECT {fields}, payload, kafka_partition, kafka_offset, event_time, proc_time
         FROM (SELECT decode_transaction(payload) AS d, payload, kafka_partition, kafka_offset, event_time, proc_time
               FROM raw_records)""")
-    t_env.execute_sql("""CREATE TEMPORARY VIEW first_seen AS SELECT * FROM (
-        SELECT *, ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY proc_time ASC) AS seen
-        FROM decoded WHERE error = '') WHERE seen = 1""")
-    # The windows would drop a record behind the watermark without a trace: it goes to the dead letters instead.
-    # Watermarks only fall further behind downstream, so what passes here is on time for every window.
-    on_time = "CURRENT_WATERMARK(event_time) IS NULL OR event_time > CURRENT_WATERMARK(event_time)"
-    t_env.execute_sql(f"CREATE TEMPORARY VIEW transactions AS SELECT * FROM first_seen WHERE {on_time}")
+    t_env.execute_sql("""CREATE TEMPORARY VIEW transactions AS SELECT * FROM (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY proc_time ASC) AS first_seen
+        FROM decoded WHERE error = '') WHERE first_seen = 1""")
     featured = t_env.sql_query(feature_definition.flink_sql("transactions", carry=CARRIED))
     columns = tuple(featured.get_schema().get_field_names())
     scored_type = DataTypes.ROW([DataTypes.FIELD("account", DataTypes.STRING()),
@@ -274,10 +275,6 @@ def build_job(t_env: Any, settings: ScoringJobSettings) -> Any:
                               "WHERE alert")
     statements.add_insert_sql(f"INSERT INTO `{settings.dead_letter_topic}` SELECT dead_letter(payload, error, "
                               "kafka_partition, kafka_offset) FROM decoded WHERE error <> ''")
-    late = (f"late: its event time is more than lateness_ms={settings.lateness_ms} behind the newest of the stream "
-            "(the watermark), so its windows had closed; score it in batch, or run with a larger lateness")
-    statements.add_insert_sql(f"INSERT INTO `{settings.dead_letter_topic}` SELECT dead_letter(payload, '{late}', "
-                              f"kafka_partition, kafka_offset) FROM first_seen WHERE NOT ({on_time})")
     return statements
 
 
@@ -290,7 +287,7 @@ def _function(work: Any) -> Any:
             if hasattr(work, "open"):
                 work.open()
             # The launcher counts these lines: the job scores without a start-up pause once every function is open.
-            print(f"{WORKER_READY} {type(work).__name__}", file=sys.stderr, flush=True)
+            _report(f"{WORKER_READY} {type(work).__name__}")
 
         def close(self) -> None:
             if hasattr(work, "close"):
@@ -307,12 +304,14 @@ def _environment(settings: ScoringJobSettings) -> Any:
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    configuration = Configuration()
     if settings.rest_port:  # embedded: the launcher watches the MiniCluster's tasks through its REST API
+        configuration = Configuration()
         for key, value in {"rest.port": str(settings.rest_port), "rest.address": "127.0.0.1",
                            "rest.bind-address": "127.0.0.1"}.items():
             configuration.set_string(key, value)
-    env = StreamExecutionEnvironment.get_execution_environment(configuration)
+        env = StreamExecutionEnvironment.get_execution_environment(configuration)
+    else:  # bounded, or submitted by `flink run`: the environment of the context
+        env = StreamExecutionEnvironment.get_execution_environment()
     env.add_jars(f"file://{settings.connector_jar}")
     env.set_parallelism(settings.parallelism)
     env.enable_checkpointing(settings.checkpoint_ms, CheckpointingMode.EXACTLY_ONCE)

@@ -99,6 +99,9 @@ def report_figures(report: DetectionReport) -> dict[str, Figure]:
 #: Latencies within this many ms of zero are drawn on a linear scale (scoring can finish a few ms before the
 #: acknowledgement reaches the producer, so small negatives are real), larger ones on a log scale.
 _LATENCY_LINEAR_MS = 10.0
+#: The latency axis's ticks (ms) and their labels; those beyond the data are left out.
+_LATENCY_TICKS = {0: "0", 10: "10 ms", 100: "100 ms", 1_000: "1 s", 10_000: "10 s", 60_000: "1 min",
+                  600_000: "10 min", 3_600_000: "1 h"}
 
 
 def rate_over_time(times_ms: Sequence[float] | np.ndarray | pd.Series, *, origin_ms: float, interval_s: float = 1.0,
@@ -175,7 +178,8 @@ def plot_realtime_throughput(scored: pd.DataFrame, acknowledged_ms: pd.Series, *
     for ax in (rate_ax, total_ax):
         ax.set_xlabel("seconds since the first acknowledgement")
         ax.set_xlim(left=0)
-        ax.legend(fontsize=8, frameon=False, loc="upper left")
+    # One legend above both panels: inside either one it would hide the curves or the marker's label.
+    fig.legend(handles=rate_ax.get_lines()[:2], loc="outside upper center", ncols=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -205,8 +209,11 @@ def plot_scoring_latency(scored: pd.DataFrame, acknowledged_ms: pd.Series) -> Fi
     if len(flagged):
         _ecdf(ax, flagged, "alerts", PALETTE[3])
     ax.set_xscale("symlog", linthresh=_LATENCY_LINEAR_MS)
+    ticks = [tick for tick in _LATENCY_TICKS if tick <= max(float(latency.max()), 1_000.0)]
+    ax.set_xticks(ticks, [_LATENCY_TICKS[tick] for tick in ticks])
+    ax.set_xlim(min(0.0, float(latency.min())), None)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel(f"acknowledgement -> scored record (ms; log scale beyond {_LATENCY_LINEAR_MS:g} ms)")
+    ax.set_xlabel(f"acknowledgement -> scored record (log scale beyond {_LATENCY_LINEAR_MS:g} ms)")
     ax.set_ylabel("share of records")
     ax.set_title("From the producer's acknowledgement to the job's score")
     ax.legend(fontsize=8, frameon=False, loc="upper left")

@@ -204,6 +204,11 @@ class ScoringJob(OwnedServer):
     def address(self) -> str:
         return self.job_id or ""
 
+    @property
+    def pid(self) -> int | None:
+        """The job's process (embedded: the MiniCluster with its Python workers in its process group)."""
+        return self._process.pid if self._process is not None else None
+
     def _launch(self) -> bool:
         settings = with_connector(self.settings, self.flink)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -158,3 +158,22 @@ def test_features_benchmark_quick_run_times_every_executor():
     for phase in ("feature_inputs", "raw_aggregates", "finish", "table executor, all of it", "StreamingFeatures.run"):
         assert re.search(rf"^\| {re.escape(phase)}.* \| [\d.]+ \| [\d,]+ \|$", out, re.M), phase
     assert "| table executor, 20 lakh rows | not run (" in out
+
+
+@pytest.mark.slow
+def test_realtime_benchmark_quick_run_reports_every_row(kafka_bootstrap):
+    """The Flink job benchmark at tiny sizes: every row present, every live record scored, numbers positive."""
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "detect.py"), "--quick", "--bootstrap",
+                                kafka_bootstrap], capture_output=True, text=True, timeout=1200)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = {}
+    for line in completed.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 2 and line.startswith("|") and cells[0] not in ("measure", "---"):
+            rows[cells[0]] = cells[1]
+    assert float(rows["sustained throughput, parallelism 1 (exactly-once sink)"].split()[0].replace(",", "")) > 0
+    scored, published = (int(n.replace(",", "")) for n in rows["scored / published (live)"].split(" / "))
+    assert scored == published > 0, "every paced record was scored and committed"
+    for label in ("start-up: launch -> all tasks running", "ack -> committed scored record p50",
+                  "ack -> committed scored record p99", "peak JVM resident memory"):
+        assert float(rows[label].split()[0].replace(",", "")) > 0, (label, rows[label])

@@ -48,3 +48,22 @@ def test_detect_refuses_a_cluster_that_is_not_host_and_port(value: str):
     result = CliRunner().invoke(cli, ["detect", "--cluster", value])
     assert result.exit_code == 2
     assert "--cluster" in result.output and repr(value) in result.output
+
+
+@pytest.mark.parametrize(("ms", "literal"), [
+    (0, "INTERVAL '0 00:00:00.000' DAY TO SECOND(3)"),
+    (5_000, "INTERVAL '0 00:00:05.000' DAY TO SECOND(3)"),
+    (30_000_000, "INTERVAL '0 08:20:00.000' DAY TO SECOND(3)"),
+    (40 * 86_400_000 + 250, "INTERVAL '40 00:00:00.250' DAY TO SECOND(3)"),
+])
+def test_the_watermark_delay_is_written_as_a_day_to_second_interval(ms: int, literal: str):
+    """``SECOND`` alone allows 99 s; a replay at 30,000x needs hours of lateness."""
+    from fraudlab.detect.flink_job import _interval
+
+    assert _interval(ms) == literal
+
+
+def test_lateness_beyond_what_the_interval_can_hold_is_refused():
+    with pytest.raises(InvalidParameterError, match=r"lateness_ms=8640000000 must be 0 to 99 days"):
+        _settings(lateness_ms=100 * 86_400_000)
+    assert _settings(lateness_ms=99 * 86_400_000).lateness_ms == 99 * 86_400_000
