@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import statistics
 import tempfile
 import threading
@@ -129,7 +130,7 @@ def _paced(bootstrap: str, topic: str, messages: list[TransactionRequest], rate:
         message.timestamp = now
         # Keyed by transaction id here only to find the confirmation: partitioned by account as the service does.
         producer.produce(topic, message.SerializeToString(), message.transaction_id.encode(),
-                         partition=message.user_id % 3, headers=[event_time_header(now)], on_delivery=on_delivery)
+                         partition=message.user_id % 3, headers=event_time_header(now), on_delivery=on_delivery)
         producer.poll(0)
     producer.flush(30)
     return confirmed
@@ -239,7 +240,10 @@ def main() -> None:
         bootstrap = args.bootstrap or stack.enter_context(LocalBroker(BrokerSettings(
             port=free_port(), controller_port=free_port(), state_dir=work / "broker"), purge_on_exit=True))
         messages = _messages(args.accounts, args.days, cache, seed=11)
-        live = _messages(max(args.accounts, int(args.rate * args.seconds / 12)), args.days, cache, seed=12)
+        # The live stream needs rate x seconds records: as many accounts as that takes at the pre-filled stream's
+        # transactions per account, with a margin.
+        per_account = len(messages) / args.accounts
+        live = _messages(math.ceil(args.rate * args.seconds / per_account * 1.2), args.days, cache, seed=12)
         parallelisms = (1,) if args.quick else (1, 2)
         runs: dict[int, list[dict[str, float]]] = {p: [] for p in parallelisms}
         paced: list[dict[str, float]] = []

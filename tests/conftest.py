@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = cache_root(os.environ)
 
 # Committed notebooks that start a real Kafka broker when nbval runs them as they are.
-NOTEBOOKS_NEEDING_KAFKA = frozenset({"03_grpc_kafka_pipeline.ipynb"})
+NOTEBOOKS_NEEDING_KAFKA = frozenset({"03_grpc_kafka_pipeline.ipynb", "06_realtime_detection.ipynb"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

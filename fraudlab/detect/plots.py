@@ -148,8 +148,9 @@ def scoring_latency_ms(scored: pd.DataFrame, acknowledged_ms: pd.Series, *,
 def plot_realtime_throughput(scored: pd.DataFrame, acknowledged_ms: pd.Series, *, interval_s: float = 1.0) -> Figure:
     """Acknowledged and scored transactions per second, and so far, from the first acknowledgement on.
 
-    The gap between the two curves is the job's lag: at the start, its Python workers opening with the first
-    records; later, batching and the checkpoint cadence.
+    The horizontal gap between the totals is the job's lag (``scored_at`` is when the job scored a record, before
+    its checkpoint commits it): at the start, its Python workers opening with the first records; later, how fast it
+    works through what it has read.
     """
     acknowledged = acknowledged_ms.to_numpy(dtype="float64")
     scored_at = scored["scored_at"].to_numpy(dtype="float64")

@@ -217,6 +217,67 @@ def test_05_trains_a_detector_that_holds_on_real_rows_and_logs_it_to_mlflow(tmp_
     assert results["mlflow_model_version"] == 1  # a new store: the first version of fraud-detector
 
 
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_06_scores_every_acknowledged_transaction_once_live_on_flink_and_leaves_no_process(tmp_path):
+    """Broker, Flink job and service started by the notebook, in tmp_path: while it runs, their JVMs are seen (by
+    command line or working directory, papermill's cwd); once it ended, none of them is left."""
+    import os
+    import threading
+    import time
+
+    from fraudlab.detect.model import DEFAULT_DETECTOR, Detector
+    from fraudlab.infra.process import free_port
+
+    def processes_of_this_run() -> dict[int, str]:
+        inside = f"{tmp_path}{os.sep}"
+        found = {}
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                command = (proc / "cmdline").read_bytes().decode(errors="replace")
+                if inside in command or f"{os.readlink(proc / 'cwd')}{os.sep}".startswith(inside):
+                    found[int(proc.name)] = (proc / "comm").read_text().strip()
+            except OSError:  # exited meanwhile, or not ours to read
+                continue
+        return found
+
+    seen: dict[int, str] = {}
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(1.0):
+            seen.update(processes_of_this_run())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        results = _execute("06_realtime_detection.ipynb", tmp_path, accounts=300, days=4, seed=7, speed=30_000,
+                           broker_port=free_port(), controller_port=free_port(), broker_dir=str(tmp_path / "broker"),
+                           job_dir=str(tmp_path / "job"))
+    finally:
+        finished.set()
+        watcher.join()
+    assert results["transactions"] > 1_000
+    assert (results["acknowledged"] == results["scored"] == results["distinct_scored"]
+            == results["transactions"]), "every acknowledged transaction scored, each once"
+    assert results["scored_equals_acknowledged"] is True
+    assert results["frauds"] > 0 and results["alerts"] > 0
+    assert results["alerts_with_reasons"] == results["alerts"] and results["alert_ids_match"] is True
+    assert 0.0 <= results["precision"] <= 1.0 and 0.0 <= results["recall"] <= 1.0
+    assert results["model_versions"] == [Detector.load(DEFAULT_DETECTOR).version]
+    assert results["warm_up_s"] >= 0 and results["latency_p50_ms"] > 0
+    log = (tmp_path / "job" / "job.log").read_text()
+    assert "stopping (drain)" in log and "stopped; savepoint" in log, "the job was drained, not killed"
+    assert results["job_state_after_stop"] is None
+    assert results["server_running_after_stop"] is False
+    assert results["broker_stopped"] is True
+    assert list(seen.values()).count("java") >= 2, f"the broker's and Flink's JVMs were not seen: {seen}"
+    deadline = time.monotonic() + 15  # the kernel itself may take a moment to exit
+    while (left := processes_of_this_run()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == {}, f"processes of this run still alive: {left}"
+
+
 def test_committed_notebooks_show_each_progress_bar_where_it_ended(tmp_path):
     """JupyterLab draws a saved tqdm widget from its plain-text fallback, which papermill captured at 0 %."""
     for path in NOTEBOOK_PATHS:
