@@ -27,10 +27,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_the_demo_command_succeeds_on_a_brand_new_broker(tmp_path, fresh_broker_settings, round_):
-    """The CLI as `make demo` runs it: it starts the broker itself, in empty state, and creates the topic."""
+    """The ingestion demo from the CLI: it starts the broker itself, in empty state, and creates the topic."""
     settings = fresh_broker_settings("broker")
     completed = subprocess.run(
-        [sys.executable, "-m", "fraudlab", "demo", "--port", str(settings.port),
+        [sys.executable, "-m", "fraudlab", "demo", "--ingest-only", "--port", str(settings.port),
          "--controller-port", str(settings.controller_port), "--state-dir", str(settings.state_dir),
          "--count", "2000", "--users", "50", "--topic", f"fresh-demo-{round_}"],
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
