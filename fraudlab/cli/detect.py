@@ -217,6 +217,7 @@ def detect(bootstrap: str, topic: str, model: str | None, tracking_uri: str | No
     """
     from fraudlab.detect.realtime import ScoringJob, ensure_job_topics, run_scoring_job
     from fraudlab.detect.scoring_job import ScoringJobSettings
+    from fraudlab.infra.process import stop_requested
 
     cache = config.cache_root(os.environ)
     host, port = _cluster_address(cluster)
@@ -233,7 +234,7 @@ def detect(bootstrap: str, topic: str, model: str | None, tracking_uri: str | No
     if bounded:
         click.echo(run_scoring_job(settings, flink, cluster=cluster is not None).strip())
         return
-    stop = _stop_on_signals()
+    stop = stop_requested()
     job = ScoringJob(settings, flink, cluster=cluster is not None)
     with job as job_id:
         click.echo(f"job {job_id} running {where}; log {job.log_path}; Ctrl-C stops it with a drain")
@@ -269,14 +270,3 @@ def _model_path(model: str | None, tracking_uri: str | None, state: Path) -> str
     from fraudlab.detect.registry import load_detector
 
     return str(load_detector(resolve_tracking_uri(tracking_uri)).save(state / "champion"))
-
-
-def _stop_on_signals() -> Any:
-    """An event set by Ctrl-C or SIGTERM, so the job is drained instead of the command dying mid-stream."""
-    import signal
-    import threading
-
-    requested = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: requested.set())
-    return requested

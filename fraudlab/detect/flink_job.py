@@ -25,7 +25,6 @@ Imported only in the Flink venv (``.venv-flink``): run as ``python -m fraudlab.d
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -36,7 +35,8 @@ import pandas as pd
 
 from fraudlab.detect import features as feature_definition
 from fraudlab.detect.model import Detector
-from fraudlab.detect.scoring_job import WORKER_READY, ScoringJobSettings
+from fraudlab.detect.scoring_job import ScoringJobSettings
+from fraudlab.infra.process import stop_requested
 from fraudlab.schema import wire
 
 __all__ = ["build_job", "main"]
@@ -54,6 +54,9 @@ _DECODED_TYPES = {
 DECODED_COLUMNS: tuple[str, ...] = (*feature_definition.INPUT_COLUMNS, *feature_definition.ENRICHMENT_COLUMNS,
                                     "amount_cents", *CARRIED, "error")
 _MODEL_POLL_S = 0.5
+#: Written by each instance of the job's Python functions once open (worker started, GeoIP or the model loaded);
+#: PyFlink opens them with the first records they receive, not when the job starts.
+WORKER_READY = "fraudlab-detect: worker ready:"
 _STATUS_POLL_S = 1.0
 
 
@@ -332,14 +335,6 @@ def _environment(settings: ScoringJobSettings) -> Any:
     return t_env
 
 
-def _stop_requested() -> threading.Event:
-    """An event set by SIGTERM or SIGINT: the job is then stopped with a drain instead of the process dying."""
-    requested = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: requested.set())
-    return requested
-
-
 def _run_until_stopped(client: Any, job_id: str, settings: ScoringJobSettings, stop: threading.Event) -> int:
     """Watch an unbounded job; on a stop request drain it (every buffered window emitted, the last Kafka
     transaction committed by the final savepoint), so stopping loses nothing a restart from the group offsets needs.
@@ -376,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m fraudlab.detect.flink_job SETTINGS_JSON", file=sys.stderr)
         return 2
     settings = ScoringJobSettings.from_json(args[0])
-    stop = _stop_requested()
+    stop = stop_requested()
     t_env = _environment(settings)
     result = build_job(t_env, settings).execute()
     client = result.get_job_client()

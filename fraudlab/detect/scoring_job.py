@@ -14,14 +14,11 @@ from pathlib import Path
 from fraudlab import config
 from fraudlab.exceptions import InvalidParameterError
 
-__all__ = ["WORKER_READY", "ScoringJobSettings"]
+__all__ = ["ScoringJobSettings"]
 
 #: The watermark's delay is a SQL ``DAY TO SECOND`` interval, whose days have two digits.
 _MAX_LATENESS_MS = 100 * 86_400_000
 
-#: Printed (stderr, the job's output) by each instance of the job's Python functions once open: its worker started
-#: and GeoIP or the model loaded. PyFlink opens them with the first records they receive, not when the job starts.
-WORKER_READY = "fraudlab-detect: worker ready:"
 
 
 @dataclass(frozen=True)

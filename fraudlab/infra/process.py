@@ -78,6 +78,15 @@ def die_with_caller_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
+def stop_requested() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (from the main thread): a long-running command then stops what it runs in
+    order (a Flink job with a drain) instead of dying mid-stream."""
+    requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: requested.set())
+    return requested
+
+
 def reap(pid: int, timeout: float = 5.0) -> None:
     """Collect the exit status when ``pid`` is our own child, so it leaves no zombie.
 
