@@ -24,11 +24,10 @@ import pandas as pd
 from fraudlab import config
 from fraudlab.exceptions import ReadBackMismatchError
 from fraudlab.infra.broker import BrokerSettings, LocalBroker
-from fraudlab.ingest.client import ProducerSettings, TransactionSource, produce
+from fraudlab.ingest.client import AckTimes, ProducerSettings, TransactionSource, produce
 from fraudlab.ingest.service import IngestionServer, ServiceSettings
 from fraudlab.kafka.admin import end_offsets, ensure_topic
 from fraudlab.kafka.reader import format_transactions, read_transactions_frame
-from fraudlab.schema.messages import TransactionRequest
 
 __all__ = ["DetectionDemo", "check_read_back", "run_demo", "run_detection_demo"]
 
@@ -75,11 +74,7 @@ def run_demo(
         ReadBackMismatchError: Kafka did not hold each acknowledged transaction exactly once.
     """
     local = None if bootstrap else LocalBroker(settings)
-    acknowledged: list[str] = []
-
-    def remember(messages: list[TransactionRequest]) -> None:
-        acknowledged.extend(m.transaction_id for m in messages)
-
+    acknowledged = AckTimes()
     if local is not None:
         echo(f"Starting the local Kafka broker at {local.bootstrap} (reused if it is already running)...")
     with local or contextlib.nullcontext(bootstrap) as servers:
@@ -91,7 +86,7 @@ def run_demo(
         with IngestionServer(ServiceSettings(bootstrap=servers, topic=topic, port=0)) as target:
             echo(f"Kafka at {servers}, topic {topic!r}; ingestion service at {target}")
             summary = produce(ProducerSettings(target=target, count=count, rate=rate, users=users), source,
-                              progress=progress, on_accepted=remember)
+                              progress=progress, on_accepted=acknowledged)
         # Everything written to the topic since ``start``, not just as many records as were acknowledged:
         # a transaction published twice must show up as a double, not crowd out another one.
         written = sum(end - start[partition] for partition, end in end_offsets(servers, topic).items())
@@ -101,7 +96,7 @@ def run_demo(
         reading = time.perf_counter() - began
     distinct = read_back["transaction_id"].nunique()
     echo(f"Producer: {summary.describe()}")
-    check_read_back(acknowledged, read_back["transaction_id"])
+    check_read_back(acknowledged.ids, read_back["transaction_id"])
     echo(f"Consumer: read {len(read_back):,} records ({distinct:,} distinct) in {reading:.2f} s; "
          "every acknowledged transaction is in Kafka exactly once")
     echo(format_transactions(read_back.head(_SHOWN_ROWS)))
@@ -127,6 +122,8 @@ class DetectionDemo:
         acknowledged_ms: when the producer received each transaction's acknowledgement (epoch ms), by id.
         job_start_s: from starting the job to Flink reporting it running.
         job_running_ms: when it was reported running (epoch ms); the first scored record came ``warm_up_s`` later.
+        late_records: how many times the job's windows dropped a record as late (behind the watermark); None
+            if not counted.
     """
 
     scored: pd.DataFrame
@@ -134,6 +131,7 @@ class DetectionDemo:
     acknowledged_ms: pd.Series
     job_start_s: float
     job_running_ms: int
+    late_records: int | None = None
 
     @property
     def warm_up_s(self) -> float:
@@ -167,10 +165,12 @@ class DetectionDemo:
         timing = (f"acknowledgement -> alert p50 {np.percentile(latency, 50):,.0f} ms, max {latency.max():,.0f} ms"
                   if len(latency) else "no alert to time")
         repeats = len(self.alerts) - self.alerts["transaction_id"].nunique()
+        late = "late records not counted" if self.late_records is None else f"{self.late_records:,} dropped as late"
         return [
             f"Flink: scored {len(scored):,} transactions, each exactly once (read committed), with detector "
             f"{', '.join(sorted(set(scored['model_version'])))}; job running {self.job_start_s:.0f} s after start, "
-            f"first record scored {self.warm_up_s:.0f} s later (its Python workers start with the first records)",
+            f"first record scored {self.warm_up_s:.0f} s later (its Python workers start with the first records); "
+            f"{late}",
             f"Alerts: {len(flagged):,} ({len(flagged) / max(len(scored), 1):.2%} of traffic); precision "
             f"{self.precision:.2f}, recall {self.recall:.2f} against the {frauds:,} frauds the stream holds; {timing}; "
             f"{repeats} repeated alert records",
@@ -210,12 +210,7 @@ def run_detection_demo(
     broker = settings or BrokerSettings()
     cache = broker.cache
     local = None if bootstrap else LocalBroker(broker)
-    acknowledged: dict[str, int] = {}
-
-    def remember(messages: list[TransactionRequest]) -> None:
-        now = time.time_ns() // 1_000_000
-        acknowledged.update((m.transaction_id, now) for m in messages)
-
+    acknowledged = AckTimes()
     if local is not None:
         echo(f"Starting the local Kafka broker at {local.bootstrap} (reused if it is already running)...")
     with local or contextlib.nullcontext(bootstrap) as servers:
@@ -245,15 +240,20 @@ def run_detection_demo(
                                                  port=0)) as target:
                 echo(f"Ingestion service at {target}; replaying the stream at {speed:,.0f}x real time...")
                 summary = produce(ProducerSettings(target=target, count=None, speed=speed), stream=stream,
-                                  progress=progress, on_accepted=remember)
+                                  progress=progress, on_accepted=acknowledged)
             echo(f"Producer: {summary.describe()}")
             _wait_until_read(lambda: consumer_lag(job_settings), echo)
+            late = job.late_records()
             echo("Stopping the job with a drain (the last records of each partition are scored, all committed)...")
         scored = read_scored(servers, job_settings.scored_topic, start=scored_start)
         alerts = read_scored(servers, job_settings.alerts_topic, start=alerts_start)
-    check_read_back(acknowledged, scored["transaction_id"])
-    result = DetectionDemo(scored=scored, alerts=alerts, acknowledged_ms=pd.Series(acknowledged),
-                           job_start_s=job_start_s, job_running_ms=job_running_ms)
+    if late:
+        raise ReadBackMismatchError(f"The job's windows dropped records more than its lateness "
+                                    f"({job_settings.lateness_ms:,} ms of event time) behind the newest ({late:,} "
+                                    "drops): the replay is too fast for that lateness; see docs/realtime.md.")
+    check_read_back(acknowledged.ids, scored["transaction_id"])
+    result = DetectionDemo(scored=scored, alerts=alerts, acknowledged_ms=acknowledged.as_series(),
+                           job_start_s=job_start_s, job_running_ms=job_running_ms, late_records=late)
     for line in result.describe():
         echo(line)
     if len(result.flagged):

@@ -242,8 +242,13 @@ def detect(bootstrap: str, topic: str, model: str | None, tracking_uri: str | No
             state_now = job.state()
             if state_now not in _LIVE_STATES:
                 raise click.ClickException(f"job {job_id} is {state_now or 'gone'}; see {job.log_path}")
+        late = job.late_records()
         click.echo("stopping: draining the job (what it read is scored and committed) ...", err=True)
     click.echo(f"job {job_id} stopped; the next `fraudlab detect --group-id {group_id}` carries on from its offsets")
+    if late:
+        click.echo(f"warning: records came more than --lateness-ms {lateness_ms} ms behind the newest event time "
+                   f"(behind the watermark) and were not scored ({late:,} drops by the windows); a replay needs a "
+                   "lateness that matches its speed", err=True)
 
 
 _LIVE_STATES = ("CREATED", "INITIALIZING", "RUNNING", "RESTARTING")

@@ -14,7 +14,8 @@ Imported only in the Flink venv (``.venv-flink``): run as ``python -m fraudlab.d
 * **Dedup** by ``transaction_id``, first seen wins (Flink's processing-time deduplication: insert-only, so the
   event-time windows downstream keep their rowtime).
 * **Late records** (behind the watermark: more than ``lateness_ms`` behind the newest event time of the stream) are
-  dropped by the windows without a trace (``docs/realtime.md``): give a replay a lateness that matches its speed.
+  dropped by the windows and counted in Flink's ``numLateRecordsDropped`` metric, which
+  :meth:`fraudlab.detect.realtime.ScoringJob.late_records` reads: give a replay a lateness that matches its speed.
 * **Score** with the ONNX detector; alerts also get their top reasons. The detector in use is replaced, without a
   restart, by the newest one announced on ``model_updates`` (:meth:`Detector.to_bytes`), and every scored record
   names the version that scored it.
@@ -36,6 +37,7 @@ import pandas as pd
 from fraudlab.detect import features as feature_definition
 from fraudlab.detect.model import Detector
 from fraudlab.detect.scoring_job import ScoringJobSettings
+from fraudlab.infra.flink import METRICS_FETCH_MS
 from fraudlab.infra.process import stop_requested
 from fraudlab.schema import wire
 
@@ -310,7 +312,8 @@ def _environment(settings: ScoringJobSettings) -> Any:
     if settings.rest_port:  # embedded: the launcher watches the MiniCluster's tasks through its REST API
         configuration = Configuration()
         for key, value in {"rest.port": str(settings.rest_port), "rest.address": "127.0.0.1",
-                           "rest.bind-address": "127.0.0.1"}.items():
+                           "rest.bind-address": "127.0.0.1",
+                           "metrics.fetcher.update-interval": str(METRICS_FETCH_MS)}.items():
             configuration.set_string(key, value)
         env = StreamExecutionEnvironment.get_execution_environment(configuration)
     else:  # bounded, or submitted by `flink run`: the environment of the context

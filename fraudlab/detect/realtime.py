@@ -23,8 +23,10 @@ from fraudlab import config
 from fraudlab.detect.scoring_job import ScoringJobSettings
 from fraudlab.exceptions import FlinkError, InvalidParameterError, ServiceUnavailableError
 from fraudlab.infra.flink import (
+    METRICS_FETCH_MS,
     FlinkSettings,
     flink_python,
+    job_metric_total,
     job_state,
     job_tasks_running,
     resolve_connector,
@@ -53,6 +55,8 @@ __all__ = ["ScoringJob", "ScoringJobError", "announce_detector", "consumer_lag",
 JOB_MODULE = "fraudlab.detect.flink_job"
 _LOG_LINES = 40
 _RUNNING = re.compile(r"fraudlab-detect: job ([0-9a-f]{32}) running")
+#: Flink's count of the records an event-time ``OVER`` window dropped because they came behind the watermark.
+LATE_RECORDS_METRIC = "numLateRecordsDropped"
 
 
 class ScoringJobError(FlinkError):
@@ -251,6 +255,21 @@ class ScoringJob(OwnedServer):
             return None
         return job_state(self.rest, self.job_id) if self.job_id else None
 
+    def late_records(self) -> int | None:
+        """How many times the job's windows have dropped a record as later than ``lateness_ms`` (Flink's
+        ``numLateRecordsDropped`` over every operator and subtask); None once the job is gone. 0 means none was
+        dropped; a late record counts once in each chain of window levels that dropped it.
+
+        The REST API fetches the tasks' metrics when asked, at most every :data:`METRICS_FETCH_MS`, and answers with
+        what it had: the count is asked for, then asked again once a fetch has had time to land (about 1.5 s), so it
+        covers every record the job had processed when this was called.
+        """
+        if self.job_id is None or self.state() is None:
+            return None
+        job_metric_total(self.rest, self.job_id, LATE_RECORDS_METRIC)
+        time.sleep(METRICS_FETCH_MS / 1000 + 0.5)
+        return job_metric_total(self.rest, self.job_id, LATE_RECORDS_METRIC)
+
     def _shutdown(self, purge: bool) -> None:
         if self.cluster and self.job_id is not None:
             stop_job(self.flink, self.job_id, savepoint_dir=self.settings.savepoint_uri, timeout=self.timeout)
@@ -283,34 +302,54 @@ def _tail(*outputs: str | bytes | None) -> str:
     return "\n".join(lines[-_LOG_LINES:])
 
 
-def read_committed_values(bootstrap: str, topic: str, *, idle_s: float = 2.0,
+def read_committed_values(bootstrap: str, topic: str, *, timeout_s: float = 60.0,
                           start: Mapping[int, int] | None = None) -> list[bytes]:
     """Every committed record value of ``topic`` (from ``start`` offsets, default the beginning), partition by
-    partition (read-committed, as consumers should)."""
+    partition, each read to its end (read-committed, as consumers should: the end is the last stable offset).
+
+    A quiet moment is not the end: a loaded broker can pause for seconds between fetches, so each partition is read
+    until the broker reports its end, however long that takes within ``timeout_s`` for the whole topic.
+
+    Raises:
+        TimeoutError: a partition's end was not reached within ``timeout_s`` (the records read are not returned:
+            a partial read must not pass for the whole topic).
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fraudlab-read", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": True})
+    deadline = time.monotonic() + timeout_s
     values: list[bytes] = []
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        metadata = consumer.list_topics(topic, timeout=min(timeout_s, 10.0)).topics[topic]
         for partition in sorted(metadata.partitions):
             consumer.assign([TopicPartition(topic, partition, (start or {}).get(partition, 0))])
-            while (message := consumer.poll(idle_s)) is not None:
-                error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    break
-                if error is None:
-                    values.append(message.value())
+            values.extend(_read_to_end(consumer, deadline, f"{topic!r} partition {partition}", timeout_s))
     finally:
         consumer.close()
     return values
 
 
-def read_scored(bootstrap: str, topic: str, *, idle_s: float = 2.0,
+def _read_to_end(consumer: Consumer, deadline: float, what: str, timeout_s: float) -> list[bytes]:
+    """The values of the one assigned partition up to the end the broker reports (``_PARTITION_EOF``)."""
+    values: list[bytes] = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        message = consumer.poll(min(remaining, 1.0))
+        if message is None:
+            continue
+        error = message.error()
+        if error is None:
+            values.append(message.value())
+        elif error.code() == KafkaError._PARTITION_EOF:
+            return values
+    raise TimeoutError(f"Reading {what}: its end was not reached within {timeout_s:g} s ({len(values):,} records "
+                       "read); is the broker up? Pass a longer timeout_s for a large topic.")
+
+
+def read_scored(bootstrap: str, topic: str, *, timeout_s: float = 60.0,
                 start: Mapping[int, int] | None = None) -> pd.DataFrame:
     """The committed records of a scored (or alerts) topic, decoded: transaction columns, score, version, reasons."""
-    return wire.decode_scored(read_committed_values(bootstrap, topic, idle_s=idle_s, start=start))
+    return wire.decode_scored(read_committed_values(bootstrap, topic, timeout_s=timeout_s, start=start))
 
 
-def read_dead_letters(bootstrap: str, topic: str, *, idle_s: float = 2.0) -> pd.DataFrame:
+def read_dead_letters(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> pd.DataFrame:
     """The committed records of a dead-letter topic, decoded: the refused value, why, and where it was read."""
-    return wire.decode_dead_letters(read_committed_values(bootstrap, topic, idle_s=idle_s))
+    return wire.decode_dead_letters(read_committed_values(bootstrap, topic, timeout_s=timeout_s))

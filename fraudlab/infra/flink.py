@@ -38,6 +38,7 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -72,6 +73,7 @@ __all__ = [
     "flink_python",
     "flink_status",
     "job_failures",
+    "job_metric_total",
     "job_state",
     "job_tasks_running",
     "resolve_connector",
@@ -93,6 +95,9 @@ RESTART_DELAY = "1 s"
 #: Milliseconds between heartbeats and until a silent TaskManager counts as lost (Flink's defaults: 10 s / 50 s).
 HEARTBEAT_INTERVAL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 5000
+#: How often the REST API fetches the tasks' metrics (Flink's default: 10 s), so a count such as the late records a
+#: job dropped is current a second after the records were processed.
+METRICS_FETCH_MS = 1000
 #: The smallest process sizes Flink 2.2's memory model accepts (measured: a 900m TaskManager or a 512m JobManager
 #: fails before its JVM starts, with "Could not get JVM parameters" and no reason).
 MIN_JOBMANAGER_MEMORY = "640m"
@@ -354,9 +359,9 @@ def resolve_connector(settings: FlinkSettings | None = None, *, announce: bool =
     with exclusive_lock(jar.with_suffix(".lock")):
         if jar.is_file():
             return jar
-        require_java(settings.java_home)
-        mvn = require_maven()
         coordinates = f"org.apache.flink:{_CONNECTOR_ARTIFACT}:{settings.connector_version}"
+        require_java(settings.java_home, needed_by="Maven")
+        mvn = require_maven(resolving=f"the Flink Kafka connector ({coordinates})")
         work = jar.parent / f".resolve-{settings.connector_version}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -428,6 +433,7 @@ def cluster_config(settings: FlinkSettings, *, rpc_port: int, defaults: Mapping[
         "parallelism.default": "1",
         "heartbeat.interval": str(HEARTBEAT_INTERVAL_MS),
         "heartbeat.timeout": str(HEARTBEAT_TIMEOUT_MS),
+        "metrics.fetcher.update-interval": str(METRICS_FETCH_MS),
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": str(RESTART_ATTEMPTS),
         "restart-strategy.fixed-delay.delay": RESTART_DELAY,
@@ -472,13 +478,18 @@ def _environment(settings: FlinkSettings) -> dict[str, str]:
 # --------------------------------------------------------------------------- processes
 
 
-def _rest(settings: FlinkSettings, path: str, timeout: float = 2.0) -> dict | None:
+def _rest_json(settings: FlinkSettings, path: str, timeout: float = 2.0) -> object | None:
     """The JSON a GET of the REST API answers; None when it does not answer 200 with JSON."""
     try:
         with _DIRECT.open(f"{settings.rest_url}{path}", timeout=timeout) as response:
-            payload = json.loads(response.read())
+            return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def _rest(settings: FlinkSettings, path: str, timeout: float = 2.0) -> dict | None:
+    """The JSON object a GET of the REST API answers; None when it answers anything else."""
+    payload = _rest_json(settings, path, timeout)
     return payload if isinstance(payload, dict) else None
 
 
@@ -582,7 +593,7 @@ def _check_can_start(settings: FlinkSettings) -> None:
             flag = "--port" if name == "rest_port" else "rpc_port="
             raise FlinkError(f"Cannot start the Flink cluster: {name} {port} on {settings.host} is already in use "
                              f"by another process. Stop that process or choose another port ({flag} ...).")
-    require_java(settings.java_home)
+    require_java(settings.java_home, needed_by=f"Flink {config.FLINK_VERSION}")
 
 
 def start_flink_cluster(
@@ -682,6 +693,28 @@ def job_failures(settings: FlinkSettings, job_id: str) -> list[str]:
     entries = history.get("entries", []) if isinstance(history, dict) else []
     return [str(entry.get("exceptionName", "")) + ": " + str(entry.get("taskName") or entry.get("location") or "")
             for entry in reversed(entries)]
+
+
+def job_metric_total(settings: FlinkSettings, job_id: str, metric: str) -> int | None:
+    """The sum, over every operator and subtask of job ``job_id``, of the operator metric ``metric`` (the name after
+    the operator's, such as ``numLateRecordsDropped``); 0 when no operator has it, None when the job is unknown.
+
+    The REST API serves what it last fetched from the TaskManagers, at most :data:`METRICS_FETCH_MS` old.
+    """
+    vertices = (_rest(settings, f"/jobs/{job_id}") or {}).get("vertices")
+    if vertices is None:
+        return None
+    total = 0
+    for vertex in vertices:
+        path = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
+        listed = _rest_json(settings, path)
+        names = [item["id"] for item in listed if str(item.get("id", "")).endswith(f".{metric}")] \
+            if isinstance(listed, list) else []
+        for name in names:
+            values = _rest_json(settings, f"{path}?get={urllib.parse.quote(name)}&agg=sum")
+            if isinstance(values, list):
+                total += sum(int(float(item.get("sum", 0))) for item in values)
+    return total
 
 
 def stop_job(settings: FlinkSettings, job_id: str, *, savepoint_dir: str, timeout: float = 120.0) -> str:

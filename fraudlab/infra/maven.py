@@ -49,27 +49,31 @@ def parse_java_major(version_output: str) -> int | None:
     return major
 
 
-def require_java(java_home: Path | None = None) -> str:
-    """Return the path of a Java 17+ runtime (``java_home``'s, else the one on PATH), or say what to install."""
+def require_java(java_home: Path | None = None, *, needed_by: str | None = None) -> str:
+    """Return the path of a Java 17+ runtime (``java_home``'s, else the one on PATH), or say what to install.
+
+    ``needed_by`` names what is about to run on it (default: the Kafka broker), so the message says why.
+    """
+    needed_by = needed_by or f"Kafka {config.KAFKA_VERSION}"
     java = java_executable(java_home)
     if java is None:
-        raise MissingToolError(f"`java` was not found on PATH; the Kafka broker needs it: {_INSTALL_JAVA_HINT}.")
+        raise MissingToolError(f"`java` was not found on PATH; {needed_by} needs it: {_INSTALL_JAVA_HINT}.")
     completed = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
     major = parse_java_major(completed.stderr + completed.stdout)
     if major is None or major < MIN_JAVA_MAJOR:
         raise MissingToolError(
             f"`{java}` is Java {major if major is not None else 'of unknown version'}; "
-            f"Kafka {config.KAFKA_VERSION} needs Java {MIN_JAVA_MAJOR}+: {_INSTALL_JAVA_HINT}."
+            f"{needed_by} needs Java {MIN_JAVA_MAJOR}+: {_INSTALL_JAVA_HINT}."
         )
     return java
 
 
-def require_maven() -> str:
-    """Return the path of ``mvn``, or say exactly what to install."""
+def require_maven(*, resolving: str = "the Kafka jars") -> str:
+    """Return the path of ``mvn``, or say exactly what to install; ``resolving`` names what it would fetch."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise MissingToolError(
-            f"`mvn` was not found on PATH; it resolves the Kafka jars from Maven Central once: {_INSTALL_MAVEN_HINT}."
+            f"`mvn` was not found on PATH; it resolves {resolving} from Maven Central once: {_INSTALL_MAVEN_HINT}."
         )
     return mvn
 

@@ -50,6 +50,7 @@ from fraudlab.schema.proto.fraud_pb2 import BatchResponse, TransactionBatch, Tra
 
 __all__ = [
     "AckTimeline",
+    "AckTimes",
     "ProduceSummary",
     "ProducerSettings",
     "ReferenceSource",
@@ -143,6 +144,30 @@ class AckTimeline:
         totals = np.bincount(windows, weights=np.asarray(self._counts, dtype=float))
         return pd.DataFrame({"seconds": np.arange(len(totals)) * interval,
                              "transactions_per_second": totals / interval})
+
+
+class AckTimes:
+    """An ``on_accepted`` callback that notes when each transaction's acknowledgement arrived (epoch ms, by id): the
+    start of the acknowledgement -> scored latency the real-time demo and notebook report."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, int] = {}
+
+    def __call__(self, messages: list[TransactionRequest]) -> None:
+        now = time.time_ns() // 1_000_000
+        self._at.update((message.transaction_id, now) for message in messages)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    @property
+    def ids(self) -> list[str]:
+        """The acknowledged transaction ids, in acknowledgement order."""
+        return list(self._at)
+
+    def as_series(self) -> pd.Series:
+        """Acknowledgement time (epoch ms) indexed by transaction id."""
+        return pd.Series(self._at, dtype="int64")
 
 
 def default_source() -> TransactionSource:

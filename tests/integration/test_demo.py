@@ -75,6 +75,7 @@ def test_the_system_demo_scores_every_acknowledged_transaction_once_and_reports_
     scored = result.scored
     assert len(scored) == len(result.acknowledged_ms) > 1_000 and scored["transaction_id"].is_unique
     assert f"scored {len(scored):,} transactions, each exactly once" in text
+    assert result.late_records == 0 and "0 dropped as late" in text
     flagged = result.flagged
     assert len(flagged) > 0 and flagged["reasons"].map(len).gt(0).all()
     assert result.precision == flagged["is_fraud"].mean()

@@ -266,6 +266,7 @@ def test_06_scores_every_acknowledged_transaction_once_live_on_flink_and_leaves_
     assert 0.0 <= results["precision"] <= 1.0 and 0.0 <= results["recall"] <= 1.0
     assert results["model_versions"] == [Detector.load(DEFAULT_DETECTOR).version]
     assert results["warm_up_s"] >= 0 and results["latency_p50_ms"] > 0
+    assert results["late_records"] == 0, "the replay's lateness matches its speed: no record dropped as late"
     log = (tmp_path / "job" / "job.log").read_text()
     assert "stopping (drain)" in log and "stopped; savepoint" in log, "the job was drained, not killed"
     assert results["job_state_after_stop"] is None

@@ -60,6 +60,8 @@ def test_old_java_is_refused_with_its_version(bare_path):
     _fake_tool(bare_path, "java", "echo 'openjdk version \"11.0.22\" 2024-01-16' >&2")
     with pytest.raises(MissingToolError, match=r"Java 11; Kafka .* needs Java 17\+"):
         require_java()
+    with pytest.raises(MissingToolError, match=r"Java 11; Flink 2\.2\.1 needs Java 17\+"):
+        require_java(needed_by="Flink 2.2.1")
 
 
 def test_missing_maven_says_what_to_install(bare_path):

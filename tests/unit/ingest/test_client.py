@@ -174,6 +174,20 @@ def test_ack_timeline_counts_per_second(monkeypatch):
     assert timeline.throughput(0.5)["transactions_per_second"].tolist() == [6.0, 4.0, 0.0, 8.0, 0.0, 0.0, 2.0]
 
 
+def test_ack_times_note_each_transactions_acknowledgement_in_epoch_ms(monkeypatch):
+    from fraudlab.ingest import client as producer
+    from fraudlab.schema.messages import TransactionRequest
+
+    clock = iter([1_700_000_000_123_456_789, 1_700_000_000_500_000_000])
+    monkeypatch.setattr(producer.time, "time_ns", lambda: next(clock))
+    times = producer.AckTimes()
+    times([TransactionRequest(transaction_id="a"), TransactionRequest(transaction_id="b")])
+    times([TransactionRequest(transaction_id="c")])
+    assert len(times) == 3 and times.ids == ["a", "b", "c"]
+    assert times.as_series().to_dict() == {"a": 1_700_000_000_123, "b": 1_700_000_000_123, "c": 1_700_000_000_500}
+    assert producer.AckTimes().as_series().empty
+
+
 # --------------------------------------------------------------------------- replaying an account stream
 
 
