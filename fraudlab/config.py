@@ -67,9 +67,11 @@ __all__ = [
     "MLFLOW_DIR",
     "MLFLOW_EXPERIMENT",
     "MLFLOW_HOST",
+    "MLFLOW_MAX_RECALL_DROP",
     "MLFLOW_MODEL",
     "MLFLOW_PORT",
     "MLFLOW_PROMOTION_METRIC",
+    "MLFLOW_RECALL_METRIC_PREFIX",
     "MODEL_UPDATES_TOPIC",
     "MULE_MINUTES",
     "NPM_REGISTRY",
@@ -168,6 +170,10 @@ MLFLOW_MODEL = "fraud-detector"
 MLFLOW_CHAMPION = "champion"
 #: The run metric a candidate must not fall below the champion's on to be promoted: PR-AUC on real held-out rows.
 MLFLOW_PROMOTION_METRIC = "real_pr_auc"
+#: The per-scenario recalls (run metrics ``recall_<scenario>``) a candidate must keep: none may fall more than this
+#: below the champion's, however good its PR-AUC.
+MLFLOW_RECALL_METRIC_PREFIX = "recall_"
+MLFLOW_MAX_RECALL_DROP = 0.05
 
 # --------------------------------------------------------------------------- Apache Flink (the real-time scoring job)
 

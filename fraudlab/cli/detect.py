@@ -41,16 +41,21 @@ def resolve_tracking_uri(value: str | None) -> str:
 @tracking_uri_option()
 @click.option("--metric", default=config.MLFLOW_PROMOTION_METRIC, show_default=True,
               help="Run metric the candidate must not fall below the champion's on.")
-@click.option("--force", is_flag=True, help="Promote even when the candidate's metric is below the champion's.")
+@click.option("--max-recall-drop", type=click.FloatRange(0, 1), default=config.MLFLOW_MAX_RECALL_DROP,
+              show_default=True, help="Refuse a candidate whose recall on any fraud scenario is this much below the "
+                                      "champion's.")
+@click.option("--force", is_flag=True, help="Promote even when the candidate is worse than the champion.")
 @click.option("--announce/--no-announce", default=True, show_default=True,
               help=f"Publish the new champion on {config.MODEL_UPDATES_TOPIC!r}, where running `fraudlab detect` jobs "
                    "pick it up without a restart.")
 @bootstrap_option(help="Kafka bootstrap servers the announcement goes to.")
 @click.option("--updates-topic", default=config.MODEL_UPDATES_TOPIC, show_default=True,
               help="Topic of the announcements (what `fraudlab detect` jobs follow).")
-def promote(version: int | None, tracking_uri: str | None, metric: str, force: bool, announce: bool,
-            bootstrap: str, updates_topic: str) -> None:
-    """Make a registered detector version the champion, unless it scores below the current one; exit 1 if refused.
+def promote(version: int | None, tracking_uri: str | None, metric: str, max_recall_drop: float, force: bool,
+            announce: bool, bootstrap: str, updates_topic: str) -> None:
+    """Make a registered detector version the champion, unless it is worse than the current one; exit 1 if refused.
+
+    Worse: its metric is below the champion's, or its recall on a fraud scenario fell by more than the margin.
 
     A promoted champion is announced to running scoring jobs. With no broker answering there is no job to tell:
     the promotion stands, and the command says how to announce it later.
@@ -59,7 +64,8 @@ def promote(version: int | None, tracking_uri: str | None, metric: str, force: b
     from fraudlab.detect.registry import promote as promote_version
 
     uri = resolve_tracking_uri(tracking_uri)
-    decision = promote_version(version, tracking_uri=uri, metric=metric, force=force)
+    decision = promote_version(version, tracking_uri=uri, metric=metric, max_recall_drop=max_recall_drop,
+                               force=force)
     click.echo(decision.describe())
     if not decision.promoted:
         sys.exit(1)

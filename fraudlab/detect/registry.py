@@ -29,7 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ __all__ = [
     "load_detector",
     "log_training_run",
     "promote",
+    "recall_drops",
 ]
 
 EXPERIMENT = config.MLFLOW_EXPERIMENT
@@ -100,6 +101,8 @@ class PromotionDecision:
     champion_metric: float | None
     metric: str
     reason: str
+    #: Per scenario, the champion's recall minus the candidate's, where both runs have it (positive: a drop).
+    recall_drops: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line a person can read."""
@@ -425,19 +428,47 @@ def _run_metric(client: Any, model_version: Any, metric: str) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def promote(
-    version: int | None = None, *, tracking_uri: str, metric: str = config.MLFLOW_PROMOTION_METRIC, force: bool = False
-) -> PromotionDecision:
-    """Point :data:`CHAMPION` at ``version`` (default: the latest) unless its ``metric`` is below the champion's.
+def _scenario_recalls(client: Any, model_version: Any) -> dict[str, float]:
+    """The run's ``recall_<scenario>`` metrics by scenario (NaN, a scenario without frauds, left out)."""
+    prefix = config.MLFLOW_RECALL_METRIC_PREFIX
+    metrics = client.get_run(model_version.run_id).data.metrics
+    return {name[len(prefix):]: float(value) for name, value in metrics.items()
+            if name.startswith(prefix) and not math.isnan(value)}
 
-    With no champion yet the candidate is promoted; with one, the candidate's run metric must be at least the
-    champion's (ties promote: the newer model was trained on newer data). ``force`` promotes regardless, and says
-    so in the reason. A refusal changes nothing and names both numbers.
+
+def recall_drops(champion: Mapping[str, float], candidate: Mapping[str, float]) -> dict[str, float]:
+    """Per scenario the champion's recall minus the candidate's; a scenario the candidate lost counts as recall 0."""
+    return {scenario: value - candidate.get(scenario, 0.0) for scenario, value in sorted(champion.items())}
+
+
+def _log_decision(client: Any, run_id: str, decision: PromotionDecision) -> None:
+    """The gate's decision and its numbers, on the candidate's run (tags: a run can be judged more than once)."""
+    tags = {"promotion.promoted": str(decision.promoted).lower(), "promotion.reason": decision.reason,
+            "promotion.champion_version": str(decision.champion_version or ""),
+            **{f"promotion.recall_drop.{s}": f"{d:.6g}" for s, d in decision.recall_drops.items()}}
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def promote(
+    version: int | None = None, *, tracking_uri: str, metric: str = config.MLFLOW_PROMOTION_METRIC,
+    max_recall_drop: float = config.MLFLOW_MAX_RECALL_DROP, force: bool = False,
+) -> PromotionDecision:
+    """Point :data:`CHAMPION` at ``version`` (default: the latest) unless it is worse than the champion.
+
+    With no champion yet the candidate is promoted. With one, the candidate's run ``metric`` must be at least the
+    champion's (ties promote: the newer model was trained on newer data), and no fraud scenario's recall (run
+    metrics ``recall_<scenario>``) may fall more than ``max_recall_drop`` below the champion's: a better PR-AUC
+    bought by giving up one scenario is refused. ``force`` promotes regardless, and says so in the reason. A refusal
+    changes nothing and names the numbers; either way the decision is written to the candidate's run as tags.
 
     Raises:
         ModelRegistryError: no such version (or none at all), or the candidate's run has no ``metric``.
         MlflowUnavailableError: an HTTP tracking URI whose server does not answer.
+        InvalidParameterError: ``max_recall_drop`` outside 0-1.
     """
+    if not 0.0 <= max_recall_drop <= 1.0:
+        raise InvalidParameterError(f"Invalid max_recall_drop {max_recall_drop!r}: give a recall margin from 0 to 1.")
     client = _client(tracking_uri)
     candidate_version = _versions(client, tracking_uri)[-1] if version is None else version
     candidate = _model_version(client, tracking_uri, candidate_version)
@@ -448,13 +479,18 @@ def promote(
     champion = _champion(client)
     champion_version = int(champion.version) if champion is not None else None
     champion_metric = _run_metric(client, champion, metric) if champion is not None else None
+    drops = (recall_drops(_scenario_recalls(client, champion), _scenario_recalls(client, candidate))
+             if champion is not None and champion_version != candidate_version else {})
 
     def decided(promoted: bool, reason: str) -> PromotionDecision:
         if promoted and champion_version != candidate_version:
             client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, str(candidate_version))
-        return PromotionDecision(promoted=promoted, candidate_version=candidate_version,
-                                 champion_version=champion_version, candidate_metric=candidate_metric,
-                                 champion_metric=champion_metric, metric=metric, reason=reason)
+        decision = PromotionDecision(promoted=promoted, candidate_version=candidate_version,
+                                     champion_version=champion_version, candidate_metric=candidate_metric,
+                                     champion_metric=champion_metric, metric=metric, reason=reason,
+                                     recall_drops=drops)
+        _log_decision(client, candidate.run_id, decision)
+        return decision
 
     mine = f"version {candidate_version} ({metric} {candidate_metric:.6g})"
     if champion is None:
@@ -465,11 +501,16 @@ def promote(
               f"{'missing' if champion_metric is None else f'{champion_metric:.6g}'})")
     if force:
         return decided(True, f"{mine} forced over {theirs}")
+    if champion_metric is not None and candidate_metric < champion_metric:
+        return decided(False, f"{mine} < {theirs}: {CHAMPION} stays version {champion_version} (--force overrides)")
+    worst = max(drops.items(), key=lambda item: item[1], default=None)
+    if worst is not None and worst[1] > max_recall_drop:
+        return decided(False, f"{mine} loses {worst[1]:.3g} of {theirs}'s recall on scenario {worst[0]!r}, more "
+                              f"than the {max_recall_drop:.3g} allowed: {CHAMPION} stays version {champion_version} "
+                              "(--force overrides)")
     if champion_metric is None:
         return decided(True, f"{mine} replaces {theirs}, which has no {metric}")
-    if candidate_metric >= champion_metric:
-        return decided(True, f"{mine} >= {theirs}: {CHAMPION} is now version {candidate_version}")
-    return decided(False, f"{mine} < {theirs}: {CHAMPION} stays version {champion_version} (--force overrides)")
+    return decided(True, f"{mine} >= {theirs}: {CHAMPION} is now version {candidate_version}")
 
 
 def _resolve(client: Any, tracking_uri: str, alias: str, version: int | None) -> Any:

@@ -214,6 +214,37 @@ def test_the_promotion_gate(store, detectors, frame):
     assert promote(4, tracking_uri=uri).promoted
 
 
+def test_a_better_pr_auc_that_gives_up_a_scenario_is_refused(detectors, tmp_path):
+    """The gate's second rule: no fraud scenario's recall may drop by more than the margin, whatever the PR-AUC.
+    The decision and its numbers are written to the candidate's run."""
+    import mlflow
+
+    uri = default_tracking_uri(tmp_path / "cache")
+    runs = {}
+    for version, (pr_auc, takeover, mule) in {1: (0.90, 0.80, 0.70), 2: (0.95, 0.60, 0.75),
+                                              3: (0.92, 0.77, 0.72)}.items():
+        runs[version] = log_training_run(
+            detectors[version], tracking_uri=uri, params={},
+            metrics={"real_pr_auc": pr_auc, "recall_account_takeover": takeover, "recall_mule": mule})
+    assert promote(1, tracking_uri=uri).promoted
+
+    weakened = promote(2, tracking_uri=uri, max_recall_drop=0.05)
+    assert not weakened.promoted and weakened.champion_version == 1
+    assert weakened.recall_drops == pytest.approx({"account_takeover": 0.20, "mule": -0.05})
+    assert "'account_takeover'" in weakened.reason and "0.2" in weakened.reason and "stays version 1" in weakened.reason
+
+    within_margin = promote(3, tracking_uri=uri, max_recall_drop=0.05)
+    assert within_margin.promoted and within_margin.recall_drops == pytest.approx(
+        {"account_takeover": 0.03, "mule": -0.02})
+
+    tags = mlflow.MlflowClient(uri).get_run(runs[2].run_id).data.tags
+    assert tags["promotion.promoted"] == "false" and tags["promotion.reason"] == weakened.reason
+    assert float(tags["promotion.recall_drop.account_takeover"]) == pytest.approx(0.20)
+    assert mlflow.MlflowClient(uri).get_run(runs[3].run_id).data.tags["promotion.promoted"] == "true"
+    with pytest.raises(InvalidParameterError, match=r"max_recall_drop 1\.5"):
+        promote(2, tracking_uri=uri, max_recall_drop=1.5)
+
+
 def test_the_cli_prints_the_decision_and_exits_1_when_refused(store):
     """`fraudlab promote` against the store: a refusal is one line naming both metrics, exit 1."""
     uri, _ = store

@@ -54,7 +54,8 @@ def test_promote_defaults_to_the_cache_store_and_the_latest_version(clean_enviro
     # Assert
     assert result.exit_code == 0, result.output
     assert promote_calls == [((None,), {"tracking_uri": f"sqlite:///{clean_environment}/mlflow/mlflow.db",
-                                        "metric": config.MLFLOW_PROMOTION_METRIC, "force": False})]
+                                        "metric": config.MLFLOW_PROMOTION_METRIC,
+                                        "max_recall_drop": config.MLFLOW_MAX_RECALL_DROP, "force": False})]
     assert result.output.startswith("promoted: ")
 
 
@@ -62,9 +63,10 @@ def test_promote_reads_mlflow_tracking_uri_and_the_flag_wins(clean_environment, 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     CliRunner().invoke(cli, ["promote", "--version", "3", "--force", "--no-announce"])
     CliRunner().invoke(cli, ["promote", "--version", "3", "--tracking-uri", "sqlite:////x/y.db", "--metric", "m",
-                                "--no-announce"])
+                                "--max-recall-drop", "0.1", "--no-announce"])
     assert promote_calls[0] == ((3,), {"tracking_uri": "http://127.0.0.1:5999", "metric": "real_pr_auc",
-                                       "force": True})
+                                       "max_recall_drop": config.MLFLOW_MAX_RECALL_DROP, "force": True})
+    assert promote_calls[1][1]["max_recall_drop"] == 0.1
     assert promote_calls[1][1]["tracking_uri"] == "sqlite:////x/y.db" and promote_calls[1][1]["metric"] == "m"
 
 
