@@ -186,10 +186,13 @@ class DetectionDemo:
 
 def run_detection_demo(
     settings: BrokerSettings | None = None, *, bootstrap: str | None = None, accounts: int = config.DEMO_ACCOUNTS,
-    days: float = config.DEMO_DAYS, speed: float = config.DEMO_SPEED, seed: int = config.ACCOUNT_SEED,
-    topic: str = config.TOPIC, echo: Callable[[str], None] = print, progress: bool = False,
+    days: float = config.DEMO_DAYS, count: int | None = None, speed: float = config.DEMO_SPEED,
+    seed: int = config.ACCOUNT_SEED, topic: str = config.TOPIC, echo: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> DetectionDemo:
     """Stream an account population through the service into Kafka, score it live on Flink, summarise the alerts.
+
+    The population's whole stream is replayed, or its first ``count`` transactions in event time.
 
     With ``bootstrap`` unset the local broker is started (or the running one reused) and stopped again if started
     here; GeoIP databases missing from the cache are fetched first (as the broker's jars are). The job is embedded
@@ -239,7 +242,7 @@ def run_detection_demo(
             with IngestionServer(ServiceSettings(bootstrap=servers, topic=job_settings.source_topic,
                                                  port=0)) as target:
                 echo(f"Ingestion service at {target}; replaying the stream at {speed:,.0f}x real time...")
-                summary = produce(ProducerSettings(target=target, count=None, speed=speed), stream=stream,
+                summary = produce(ProducerSettings(target=target, count=count, speed=speed), stream=stream,
                                   progress=progress, on_accepted=acknowledged)
             echo(f"Producer: {summary.describe()}")
             _wait_until_read(lambda: consumer_lag(job_settings), echo)

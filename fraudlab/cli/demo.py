@@ -21,22 +21,23 @@ __all__ = ["demo"]
               help="Simulated seconds per wall second of the replay.")
 @click.option("--ingest-only", is_flag=True,
               help="Only the ingestion pipeline: stream --count sampled transactions and read every one back.")
-@click.option("--count", type=click.IntRange(1, 10_000_000), default=config.DEMO_COUNT, show_default=True,
-              help="With --ingest-only: how many transactions to stream through the service and read back.")
+@click.option("--count", type=click.IntRange(1, 10_000_000), default=None,
+              help="Transactions to stream: the first N of the account stream, in event time (default: all of "
+                   f"it); with --ingest-only, N sampled ones (default: {config.DEMO_COUNT:,}).")
 @click.option("--rate", default="max", show_default=True, help="With --ingest-only: transactions per second, or 'max'.")
 @click.option("--users", type=click.IntRange(min=1), default=config.PRODUCER_USERS, show_default=True,
               help="With --ingest-only: size of the user_id pool.")
 @topic_option(envvar=None)
-def demo(bootstrap: str | None, accounts: int, days: float, speed: float, ingest_only: bool, count: int, rate: str,
-         users: int, topic: str, **flags: object) -> None:
+def demo(bootstrap: str | None, accounts: int, days: float, speed: float, ingest_only: bool, count: int | None,
+         rate: str, users: int, topic: str, **flags: object) -> None:
     """The system: local Kafka, the Flink scoring job, the gRPC ingestion service, account scenarios, the alerts."""
     if ingest_only:
         from fraudlab.demo import run_demo
 
-        run_demo(broker_settings(**flags), bootstrap=bootstrap, count=count, rate=parse_rate(rate),  # type: ignore[arg-type]
-                 users=users, topic=topic, echo=click.echo, progress=True)
+        run_demo(broker_settings(**flags), bootstrap=bootstrap, count=count or config.DEMO_COUNT,  # type: ignore[arg-type]
+                 rate=parse_rate(rate), users=users, topic=topic, echo=click.echo, progress=True)
         return
     from fraudlab.demo import run_detection_demo
 
     run_detection_demo(broker_settings(**flags), bootstrap=bootstrap, accounts=accounts, days=days,  # type: ignore[arg-type]
-                       speed=speed, topic=topic, echo=click.echo, progress=True)
+                       count=count, speed=speed, topic=topic, echo=click.echo, progress=True)
