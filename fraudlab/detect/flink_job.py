@@ -37,7 +37,7 @@ import pandas as pd
 from fraudlab.detect import features as feature_definition
 from fraudlab.detect.model import Detector
 from fraudlab.detect.scoring_job import ScoringJobSettings
-from fraudlab.infra.flink import METRICS_FETCH_MS
+from fraudlab.infra.flink import METRICS_OPTIONS
 from fraudlab.infra.process import stop_requested
 from fraudlab.schema import wire
 
@@ -312,8 +312,7 @@ def _environment(settings: ScoringJobSettings) -> Any:
     if settings.rest_port:  # embedded: the launcher watches the MiniCluster's tasks through its REST API
         configuration = Configuration()
         for key, value in {"rest.port": str(settings.rest_port), "rest.address": "127.0.0.1",
-                           "rest.bind-address": "127.0.0.1",
-                           "metrics.fetcher.update-interval": str(METRICS_FETCH_MS)}.items():
+                           "rest.bind-address": "127.0.0.1", **METRICS_OPTIONS}.items():
             configuration.set_string(key, value)
         env = StreamExecutionEnvironment.get_execution_environment(configuration)
     else:  # bounded, or submitted by `flink run`: the environment of the context

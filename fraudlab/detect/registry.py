@@ -442,12 +442,14 @@ def recall_drops(champion: Mapping[str, float], candidate: Mapping[str, float]) 
 
 
 def _log_decision(client: Any, run_id: str, decision: PromotionDecision) -> None:
-    """The gate's decision and its numbers, on the candidate's run (tags: a run can be judged more than once)."""
+    """The gate's decision and its numbers, on the candidate's run, in one request (tags, not params: a run can be
+    judged more than once)."""
+    from mlflow.entities import RunTag
+
     tags = {"promotion.promoted": str(decision.promoted).lower(), "promotion.reason": decision.reason,
             "promotion.champion_version": str(decision.champion_version or ""),
             **{f"promotion.recall_drop.{s}": f"{d:.6g}" for s, d in decision.recall_drops.items()}}
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value)
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
 
 
 def promote(

@@ -98,6 +98,8 @@ HEARTBEAT_TIMEOUT_MS = 5000
 #: How often the REST API fetches the tasks' metrics (Flink's default: 10 s), so a count such as the late records a
 #: job dropped is current a second after the records were processed.
 METRICS_FETCH_MS = 1000
+#: The configuration that gives it that interval: the cluster's and the embedded MiniCluster's alike.
+METRICS_OPTIONS: Mapping[str, str] = {"metrics.fetcher.update-interval": str(METRICS_FETCH_MS)}
 #: The smallest process sizes Flink 2.2's memory model accepts (measured: a 900m TaskManager or a 512m JobManager
 #: fails before its JVM starts, with "Could not get JVM parameters" and no reason).
 MIN_JOBMANAGER_MEMORY = "640m"
@@ -433,7 +435,7 @@ def cluster_config(settings: FlinkSettings, *, rpc_port: int, defaults: Mapping[
         "parallelism.default": "1",
         "heartbeat.interval": str(HEARTBEAT_INTERVAL_MS),
         "heartbeat.timeout": str(HEARTBEAT_TIMEOUT_MS),
-        "metrics.fetcher.update-interval": str(METRICS_FETCH_MS),
+        **METRICS_OPTIONS,
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": str(RESTART_ATTEMPTS),
         "restart-strategy.fixed-delay.delay": RESTART_DELAY,
@@ -704,16 +706,19 @@ def job_metric_total(settings: FlinkSettings, job_id: str, metric: str) -> int |
     vertices = (_rest(settings, f"/jobs/{job_id}") or {}).get("vertices")
     if vertices is None:
         return None
+    return sum(_vertex_metric_total(settings, f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics", metric)
+               for vertex in vertices)
+
+
+def _vertex_metric_total(settings: FlinkSettings, path: str, metric: str) -> int:
+    """One vertex's share of :func:`job_metric_total`: each of its operators' ``metric``, summed over subtasks."""
+    listed = _rest_json(settings, path)
+    names = [str(item.get("id", "")) for item in listed] if isinstance(listed, list) else []
     total = 0
-    for vertex in vertices:
-        path = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
-        listed = _rest_json(settings, path)
-        names = [item["id"] for item in listed if str(item.get("id", "")).endswith(f".{metric}")] \
-            if isinstance(listed, list) else []
-        for name in names:
-            values = _rest_json(settings, f"{path}?get={urllib.parse.quote(name)}&agg=sum")
-            if isinstance(values, list):
-                total += sum(int(float(item.get("sum", 0))) for item in values)
+    for name in (name for name in names if name.endswith(f".{metric}")):
+        values = _rest_json(settings, f"{path}?get={urllib.parse.quote(name)}&agg=sum")
+        if isinstance(values, list):
+            total += sum(int(float(item.get("sum", 0))) for item in values)
     return total
 
 
