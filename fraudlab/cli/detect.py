@@ -14,7 +14,7 @@ from fraudlab import config
 from fraudlab.cli.flink import flink_settings
 from fraudlab.cli.options import bootstrap_option, topic_option
 
-__all__ = ["detect", "promote", "resolve_tracking_uri", "score", "tracking_uri_option", "train"]
+__all__ = ["announce_champion", "detect", "promote", "resolve_tracking_uri", "score", "tracking_uri_option", "train"]
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
@@ -60,7 +60,6 @@ def promote(version: int | None, tracking_uri: str | None, metric: str, max_reca
     A promoted champion is announced to running scoring jobs. With no broker answering there is no job to tell:
     the promotion stands, and the command says how to announce it later.
     """
-    from fraudlab.detect.registry import load_detector
     from fraudlab.detect.registry import promote as promote_version
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -70,18 +69,26 @@ def promote(version: int | None, tracking_uri: str | None, metric: str, max_reca
     if not decision.promoted:
         sys.exit(1)
     if announce:
-        from fraudlab.detect.realtime import ScoringJobError, announce_detector
+        announce_champion(uri, decision.candidate_version, bootstrap=bootstrap, topic=updates_topic)
 
-        detector = load_detector(uri, version=decision.candidate_version)
-        try:
-            offset = announce_detector(bootstrap, detector, topic=updates_topic, timeout=5)
-        except ScoringJobError as exc:
-            click.echo(f"not announced: {exc}. The promotion stands; jobs started with `--model champion` use it, "
-                       f"and `fraudlab promote --version {decision.candidate_version} --bootstrap {bootstrap}` "
-                       "announces it to running ones.", err=True)
-            return
-        click.echo(f"announced detector {detector.version} on {updates_topic!r} (offset {offset}) at "
-                   f"{bootstrap}: running scoring jobs switch to it")
+
+def announce_champion(tracking_uri: str, version: int, *, bootstrap: str, topic: str) -> bool:
+    """Announce registered ``version`` to running scoring jobs; with no broker answering, say how to do it later
+    (the promotion stands: jobs started with ``--model champion`` use it). True when announced."""
+    from fraudlab.detect.realtime import ScoringJobError, announce_detector
+    from fraudlab.detect.registry import load_detector
+
+    detector = load_detector(tracking_uri, version=version)
+    try:
+        offset = announce_detector(bootstrap, detector, topic=topic, timeout=5)
+    except ScoringJobError as exc:
+        click.echo(f"not announced: {exc}. The promotion stands; jobs started with `--model champion` use it, "
+                   f"and `fraudlab promote --version {version} --bootstrap {bootstrap}` announces it to running "
+                   "ones.", err=True)
+        return False
+    click.echo(f"announced detector {detector.version} on {topic!r} (offset {offset}) at {bootstrap}: running "
+               "scoring jobs switch to it")
+    return True
 
 
 @click.command("train")

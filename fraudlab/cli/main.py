@@ -26,6 +26,7 @@ from fraudlab.cli.geoip import geoip
 from fraudlab.cli.ingest import health, produce, serve
 from fraudlab.cli.kafka import consume
 from fraudlab.cli.mlflow import mlflow
+from fraudlab.cli.pipeline import pipeline
 from fraudlab.cli.redis import redis
 from fraudlab.exceptions import FraudlabError
 
@@ -68,7 +69,7 @@ def _configure_logging(debug: bool) -> None:
 
 
 for _command in (broker, redis, mlflow, flink, demo, fit, sample, simulate_command, generate_command, geoip, serve,
-                 health, produce, consume, evaluate_command, train, score, promote, detect):
+                 health, produce, consume, evaluate_command, train, score, promote, detect, pipeline):
     cli.add_command(_command)
 
 

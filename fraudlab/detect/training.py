@@ -27,15 +27,16 @@ from fraudlab.detect.evaluate import (
     threshold_curve,
 )
 from fraudlab.detect.model import Detector, DetectorParams, train_detector
-from fraudlab.exceptions import InvalidParameterError
+from fraudlab.exceptions import DataValidationError, InvalidParameterError
 
 if TYPE_CHECKING:
     from fraudlab.data.splits import RealSplit
     from fraudlab.enrich.geoip import AddressSpace, GeoIP
     from fraudlab.generate.synth import TransactionSynthesizer
 
-__all__ = ["LabelledFeatures", "TrainingResult", "TrainingSettings", "combine", "copula_features", "generate_streams",
-           "real_features", "run_training", "save_outputs", "score_file", "stream_features"]
+__all__ = ["LabelledFeatures", "TrainingResult", "TrainingSet", "TrainingSettings", "combine", "copula_features",
+           "evaluate", "fit", "generate_streams", "real_features", "run_training", "save_outputs", "score_file",
+           "stream_features", "training_set"]
 
 
 @dataclass(frozen=True)
@@ -171,57 +172,117 @@ class TrainingResult:
     example: pd.DataFrame
 
 
-def run_training(settings: TrainingSettings, *, space: AddressSpace, geoip: GeoIP,
-                 synthesizer: TransactionSynthesizer, split: RealSplit, progress: bool = True) -> TrainingResult:
-    """Generate, featurise, train, evaluate on real rows and a held-out stream, and set the alert threshold."""
-    from tqdm.auto import tqdm
+@dataclass(frozen=True)
+class TrainingSet:
+    """What a detector is fitted on: the stream and copula rows combined (equal weight per source), and what they
+    were, for the report. Kept for the evaluation, which refits on it without a feature family."""
 
-    steps = ["streams", "stream features", "copula rows", "training", "real rows", "held-out stream"]
-    steps += ["ablation"] if settings.ablation else []
-    with tqdm(total=len(steps), desc="Training", unit="step", disable=not progress) as bar:
-        def step(name: str) -> None:
-            bar.set_postfix_str(name)
+    rows: LabelledFeatures
+    described: dict[str, Any]
 
-        step(steps[0])
-        train_stream, held_stream = generate_streams(settings, space=space, synthesizer=synthesizer)
-        bar.update()
-        step(steps[1])
-        stream = stream_features(train_stream, geoip=geoip)
-        held_out = stream_features(held_stream, geoip=geoip, source="held-out stream")
-        bar.update()
-        step(steps[2])
-        copula = copula_features(synthesizer, settings.copula_rows, settings.copula_frauds, seed=settings.copula_seed)
-        synthetic = combine([stream, copula])
-        bar.update()
-        step(steps[3])
-        described = {"stream": stream.describe(), "copula": copula.describe(),
-                     "stream_seed": settings.stream_seed, "copula_seed": settings.copula_seed}
-        detector = train_detector(synthetic.features, synthetic.labels, weights=synthetic.weights,
-                                  params=settings.params, training_data=described)
-        bar.update()
-        step(steps[4])
-        real_train, real_test = real_features(split)
-        real = compare_on_real(detector, synthetic, real_train, real_test, params=settings.params)
-        bar.update()
-        step(steps[5])
-        scores = detector.score(held_out.features)
-        threshold = choose_threshold(scores, held_out.labels, budget=settings.alert_budget)
-        scenarios = scenario_table(scores, held_out.labels, held_out.scenario, threshold.value)
-        bar.update()
-        table = None
-        if settings.ablation:
-            step(steps[6])
-            table = ablation(synthetic, held_out, real_test, params=settings.params, budget=settings.alert_budget,
-                             full=detector)
-            bar.update()
+    def save(self, path: Path) -> Path:
+        """One parquet file: the feature columns, then label, weight and scenario; ``described`` in its metadata."""
+        import json
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame = self.rows.features.assign(**{_LABEL: self.rows.labels, _WEIGHT: self.rows.weights,
+                                             _SCENARIO: self.rows.scenario})
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        saved = {"source": self.rows.source, "described": self.described}
+        metadata = {**(table.schema.metadata or {}), _DESCRIBED_KEY: json.dumps(saved).encode()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.replace_schema_metadata(metadata), path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingSet:
+        """Read what :meth:`save` wrote.
+
+        Raises:
+            DataValidationError: the file is not a training set (no label, weight or scenario column).
+        """
+        import json
+
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        missing = sorted({_LABEL, _WEIGHT, _SCENARIO} - set(table.column_names))
+        if missing or _DESCRIBED_KEY not in (table.schema.metadata or {}):
+            raise DataValidationError(str(path), [f"not a training set written by TrainingSet.save: no column "
+                                                  f"{name!r}" for name in missing] or
+                                      ["not a training set written by TrainingSet.save: no description"])
+        saved = json.loads(table.schema.metadata[_DESCRIBED_KEY])
+        frame = table.to_pandas()
+        rows = LabelledFeatures(saved["source"], frame.drop(columns=[_LABEL, _WEIGHT, _SCENARIO]),
+                                frame[_LABEL].to_numpy(dtype=bool), frame[_WEIGHT].to_numpy(dtype=float),
+                                frame[_SCENARIO].astype(str).to_numpy())
+        return cls(rows, saved["described"])
+
+
+_LABEL, _WEIGHT, _SCENARIO = "__label", "__weight", "__scenario"
+_DESCRIBED_KEY = b"fraudlab.training_set"
+
+
+def training_set(settings: TrainingSettings, train_stream: pd.DataFrame, *, geoip: GeoIP,
+                 synthesizer: TransactionSynthesizer) -> TrainingSet:
+    """The training stream's features with history next to cold copula rows, each source of equal weight."""
+    stream = stream_features(train_stream, geoip=geoip)
+    copula = copula_features(synthesizer, settings.copula_rows, settings.copula_frauds, seed=settings.copula_seed)
+    return TrainingSet(combine([stream, copula]), {"stream": stream.describe(), "copula": copula.describe(),
+                                                   "stream_seed": settings.stream_seed,
+                                                   "copula_seed": settings.copula_seed})
+
+
+def fit(settings: TrainingSettings, training: TrainingSet) -> Detector:
+    """The detector fitted on the training set (no alert threshold yet: :func:`evaluate` sets it)."""
+    rows = training.rows
+    return train_detector(rows.features, rows.labels, weights=rows.weights, params=settings.params,
+                          training_data=training.described)
+
+
+def evaluate(settings: TrainingSettings, detector: Detector, training: TrainingSet, held_stream: pd.DataFrame, *,
+             geoip: GeoIP, split: RealSplit) -> TrainingResult:
+    """Judge the detector on real held-out rows (next to a model trained on real rows) and on the held-out stream,
+    where the alert threshold is chosen within the alert budget; ablation too when the settings ask for it."""
+    held_out = stream_features(held_stream, geoip=geoip, source="held-out stream")
+    real_train, real_test = real_features(split)
+    real = compare_on_real(detector, training.rows, real_train, real_test, params=settings.params)
+    scores = detector.score(held_out.features)
+    threshold = choose_threshold(scores, held_out.labels, budget=settings.alert_budget)
+    table = (ablation(training.rows, held_out, real_test, params=settings.params, budget=settings.alert_budget,
+                      full=detector) if settings.ablation else None)
     report = DetectionReport(
-        real=real, stream=ranking(scores, held_out.labels), threshold=threshold, scenarios=scenarios,
+        real=real, stream=ranking(scores, held_out.labels), threshold=threshold,
+        scenarios=scenario_table(scores, held_out.labels, held_out.scenario, threshold.value),
         curve=threshold_curve(scores, held_out.labels), ablation=table,
-        training={**described, "held_out": held_out.describe(), "real_test": real_test.describe(),
+        training={**training.described, "held_out": held_out.describe(), "real_test": real_test.describe(),
                   "settings": settings.to_dict()},
     )
     evaluated = detector.with_evaluation(threshold=threshold.value, metrics=report.metrics())
     return TrainingResult(evaluated, report, held_out.features.head(5).reset_index(drop=True))
+
+
+def run_training(settings: TrainingSettings, *, space: AddressSpace, geoip: GeoIP,
+                 synthesizer: TransactionSynthesizer, split: RealSplit, progress: bool = True) -> TrainingResult:
+    """Generate the streams, build the training set, fit, and evaluate (:func:`evaluate`), in one call."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=4, desc="Training", unit="step", disable=not progress) as bar:
+        bar.set_postfix_str("streams")
+        train_stream, held_stream = generate_streams(settings, space=space, synthesizer=synthesizer)
+        bar.update()
+        bar.set_postfix_str("features")
+        training = training_set(settings, train_stream, geoip=geoip, synthesizer=synthesizer)
+        bar.update()
+        bar.set_postfix_str("training")
+        detector = fit(settings, training)
+        bar.update()
+        bar.set_postfix_str("evaluation" + (" and ablation" if settings.ablation else ""))
+        result = evaluate(settings, detector, training, held_stream, geoip=geoip, split=split)
+        bar.update()
+    return result
 
 
 def save_outputs(result: TrainingResult, directory: Path) -> dict[str, Path]:
