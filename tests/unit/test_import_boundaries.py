@@ -56,6 +56,10 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fraudlab.detect.model": ((*GRPC, *KAFKA, "mlflow", "pyflink", *NOTEBOOK, "lightgbm", "onnxmltools"),
                               ("fraudlab.detect.registry", "fraudlab.infra", "fraudlab.ingest", "fraudlab.kafka")),
     "fraudlab.detect.registry": (SERVICES, ("fraudlab.infra", "fraudlab.ingest", "fraudlab.kafka")),
+    # Each step loads its MLflow, DVC or Kafka client when it runs: importing the steps (a DAG task does) is light.
+    "fraudlab.pipeline.steps": ((*GRPC, *KAFKA, "mlflow", "dvc", "pyflink", "redis", *NOTEBOOK),
+                                ("fraudlab.detect.registry", "fraudlab.detect.realtime", "fraudlab.infra",
+                                 "fraudlab.ingest", "fraudlab.kafka", "fraudlab.demo", "fraudlab.cli")),
     "fraudlab.kafka": ((*GRPC, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest", "fraudlab.generate")),
     "fraudlab.ingest.client": ((*KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.service", "fraudlab.kafka")),
     "fraudlab.ingest.service": ((*LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.client", "fraudlab.generate")),
