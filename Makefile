@@ -13,10 +13,16 @@ FLINK_BIN := $(FLINK_VENV)/bin
 FLINK_STAMP := $(FLINK_VENV)/.fraudlab-installed
 # What the job imports; the stamp is written only once they all import.
 FLINK_IMPORTS := import pyflink, onnxruntime, maxminddb, confluent_kafka, fraudlab.detect.features, fraudlab.enrich.geoip
+# Airflow's own venv (its dependency tree clashes with MLflow's); fraudlab is not installed into it: the DAG only runs
+# shell commands in $(VENV). The stamp is written once Airflow and the BashOperator the DAG uses import.
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.fraudlab-installed
+AIRFLOW_IMPORTS := import airflow.sdk, airflow.providers.standard.operators.bash
 PYTEST_ARGS ?=
 
-.PHONY: help install flink-venv jars geoip demo test lint proto lock lock-flink lab kernel notebooks broker-up \
-	broker-down mlflow flink clean
+.PHONY: help install flink-venv airflow-venv jars geoip demo test lint proto lock lock-flink lock-airflow lab kernel \
+	notebooks broker-up broker-down mlflow flink airflow clean
 
 help:
 	@echo "make demo     run the pipeline demo on a local Kafka broker"
@@ -24,10 +30,12 @@ help:
 	@echo "make lab      JupyterLab with the registered 'fraudlab' kernel"
 	@echo "make mlflow   the MLflow UI over the detector's runs and models (prints its URL)"
 	@echo "make flink    a local standalone Flink cluster (prints its web UI's URL)"
+	@echo "make airflow  Airflow standalone with the continuous-training DAG (prints its URL and login)"
 	@echo "make notebooks  re-execute the notebooks and keep their outputs"
 	@echo "make proto    regenerate fraudlab/schema/proto from proto/fraud/v1"
 	@echo "make lock     refresh constraints.txt from the current venv"
 	@echo "make lock-flink  re-resolve requirements-flink.txt and refresh constraints-flink.txt"
+	@echo "make lock-airflow  re-resolve requirements-airflow.txt and refresh constraints-airflow.txt"
 
 KERNEL := $(VENV)/share/jupyter/kernels/fraudlab/kernel.json
 # JupyterLab refuses to start as root without this flag; containers and CI often run as root.
@@ -58,6 +66,16 @@ $(FLINK_STAMP): pyproject.toml requirements-flink.txt constraints-flink.txt
 
 flink-venv: $(FLINK_STAMP)
 
+$(AIRFLOW_STAMP): requirements-airflow.txt constraints-airflow.txt
+	@if test -x $(AIRFLOW_BIN)/python; then echo "==> Updating the Airflow venv $(AIRFLOW_VENV) (pinned by constraints-airflow.txt)"; \
+	else echo "==> Creating the Airflow venv (about 300 MB, once, ~1.5 min)"; $(PYTHON) -m venv $(AIRFLOW_VENV); fi
+	$(AIRFLOW_BIN)/python -m pip install --progress-bar on --disable-pip-version-check -c constraints-airflow.txt \
+		-r requirements-airflow.txt
+	$(AIRFLOW_BIN)/python -c "$(AIRFLOW_IMPORTS)"
+	@touch $@
+
+airflow-venv: $(AIRFLOW_STAMP)
+
 jars: install
 	@echo "==> Resolving the Apache Kafka jars from Maven Central into the cache (about 45 MB, once)"
 	$(BIN)/fraudlab broker fetch
@@ -75,7 +93,7 @@ lint: install
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 # The suite and the committed notebooks as committed (nbval, default parameters), in one pytest run.
-test: jars geoip flink-venv lint $(KERNEL)
+test: jars geoip flink-venv airflow-venv lint $(KERNEL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests $(NOTEBOOKS) --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 # Re-execute every notebook at its default parameters and keep the outputs (what GitHub readers see), stored in
@@ -101,6 +119,15 @@ lock-flink:
 	$(FLINK_BIN)/python -m pip freeze | grep -v '^fraudlab' > constraints-flink.txt
 	$(MAKE) flink-venv
 
+# The same for the Airflow venv: resolve requirements-airflow.txt afresh and freeze it into constraints-airflow.txt.
+lock-airflow:
+	rm -rf $(AIRFLOW_VENV)
+	@echo "==> Creating the Airflow venv (about 300 MB, once, ~1.5 min)"
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_BIN)/python -m pip install --progress-bar on --disable-pip-version-check -r requirements-airflow.txt
+	$(AIRFLOW_BIN)/python -m pip freeze > constraints-airflow.txt
+	$(MAKE) airflow-venv
+
 kernel: $(KERNEL)
 
 lab: jars $(KERNEL)
@@ -121,5 +148,10 @@ mlflow: install
 flink: install flink-venv
 	$(BIN)/fraudlab flink up
 
+# Airflow standalone (scheduler, DAG processor, triggerer, API server and UI) from the Airflow venv, left running;
+# `fraudlab airflow down` stops it. Its home (metadata DB, logs, the admin password) is <cache>/airflow.
+airflow: install airflow-venv
+	$(BIN)/fraudlab airflow up
+
 clean:
-	rm -rf $(VENV) $(FLINK_VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FLINK_VENV) $(AIRFLOW_VENV) build *.egg-info .pytest_cache .ruff_cache
