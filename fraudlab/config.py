@@ -27,6 +27,13 @@ __all__ = [
     "ACCOUNT_START",
     "ACCOUNT_TRAVELLER_SHARE",
     "ACK_TIMEOUT_S",
+    "AIRFLOW_DAG_ID",
+    "AIRFLOW_DIR",
+    "AIRFLOW_HOST",
+    "AIRFLOW_PARALLELISM",
+    "AIRFLOW_PORT",
+    "AIRFLOW_VENV",
+    "AIRFLOW_VERSION",
     "ALERTS_TOPIC",
     "BROKER_CONTROLLER_PORT",
     "BROKER_HEAP",
@@ -197,6 +204,23 @@ MODEL_UPDATES_TOPIC = "model_updates"
 #: Milliseconds between the job's checkpoints: committed scored records become visible to read-committed readers
 #: once per checkpoint, so this bounds their latency from below.
 FLINK_CHECKPOINT_MS = 1000
+
+# ------------------------------------------------------------------------- Apache Airflow (the continuous-training DAG)
+
+#: Airflow from PyPI in its own venv (``.venv-airflow``, ``make airflow-venv``: its dependency tree cannot share
+#: MLflow's), pinned by constraints-airflow.txt; requirements-airflow.txt names this release (a unit test checks it).
+AIRFLOW_VERSION = "3.3.2"
+AIRFLOW_VENV = ".venv-airflow"
+#: ``airflow standalone``'s API server and UI (Airflow's own default port), on loopback.
+AIRFLOW_HOST = "127.0.0.1"
+AIRFLOW_PORT = 8080
+#: The cache sub-directory that is ``AIRFLOW_HOME``: the SQLite metadata DB, task logs, the generated airflow.cfg and
+#: the admin password the standalone server generates.
+AIRFLOW_DIR = "airflow"
+#: Task instances running at once (LocalExecutor workers, ~130 MB each; Airflow's default is 32).
+AIRFLOW_PARALLELISM = 2
+#: The DAG fraudlab/pipeline/dags defines: dvc pull, dvc repro, dvc push, register, promote, announce.
+AIRFLOW_DAG_ID = "fraudlab_continuous_training"
 
 # --------------------------------------------------------------------------- the producer (gRPC client)
 

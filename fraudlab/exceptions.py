@@ -31,7 +31,8 @@ differently::
     │   ├── RegistryUnavailableError
     │   └── IntegrityError                          a download does not match its published checksum
     ├── MissingDataError                            downloaded data is not in the cache: run the fetch command
-    └── FlinkError                                  the local Flink cluster, its connector jar, or a scoring job failed
+    ├── FlinkError                                  the local Flink cluster, its connector jar, or a scoring job failed
+    └── AirflowError                                no Airflow venv, or Airflow standalone cannot start or stop
 
 Messages name the offending setting or value and how to fix it. A library
 error that has a cause (a confluent-kafka or gRPC exception) is raised
@@ -41,6 +42,7 @@ error that has a cause (a confluent-kafka or gRPC exception) is raised
 from __future__ import annotations
 
 __all__ = [
+    "AirflowError",
     "BrokerError",
     "DataValidationError",
     "EvaluationInputError",
@@ -187,3 +189,7 @@ class MissingDataError(FraudlabError):
 
 class FlinkError(FraudlabError):
     """The local Flink cluster could not be started or stopped, its Kafka connector not resolved, or a job failed."""
+
+
+class AirflowError(FraudlabError):
+    """Raised when the Airflow venv is missing or the local Airflow (standalone) cannot be started or stopped."""

@@ -16,6 +16,7 @@ import sys
 import click
 
 from fraudlab import __version__
+from fraudlab.cli.airflow import airflow
 from fraudlab.cli.broker import broker
 from fraudlab.cli.demo import demo
 from fraudlab.cli.detect import detect, promote, score, train
@@ -69,7 +70,7 @@ def _configure_logging(debug: bool) -> None:
 
 
 for _command in (broker, redis, mlflow, flink, demo, fit, sample, simulate_command, generate_command, geoip, serve,
-                 health, produce, consume, evaluate_command, train, score, promote, detect, pipeline):
+                 health, produce, consume, evaluate_command, train, score, promote, detect, pipeline, airflow):
     cli.add_command(_command)
 
 
