@@ -25,9 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -39,15 +37,16 @@ from fraudlab.config import cache_root
 from fraudlab.exceptions import AirflowError
 from fraudlab.infra.process import (
     OwnedServer,
+    address_problems,
     die_with_caller_prefix,
     exclusive_lock,
     free_port,
-    group_alive,
     live_command_line,
     log_tail,
     port_in_use,
     read_pid,
-    terminate_group,
+    stop_server_group,
+    wait_until_ready,
 )
 
 __all__ = [
@@ -99,13 +98,9 @@ class AirflowSettings:
     parallelism: int = config.AIRFLOW_PARALLELISM
 
     def __post_init__(self) -> None:
-        problems = []
-        if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-            problems.append(f"Invalid port {self.port!r}: choose a TCP port between 1 and 65535.")
+        problems = address_problems(self.host, self.port)
         if not isinstance(self.parallelism, int) or self.parallelism < 1:
             problems.append(f"Invalid parallelism {self.parallelism!r}: give at least 1 task at a time.")
-        if not self.host or any(c.isspace() for c in self.host):
-            problems.append(f"Invalid host {self.host!r}: give an interface address such as 127.0.0.1.")
         if problems:
             raise AirflowError(" ".join(problems))
 
@@ -162,13 +157,14 @@ class AirflowSettings:
     def dags(self) -> Path:
         return Path(self.dags_folder) if self.dags_folder else DEFAULT_DAGS_FOLDER
 
-    def environment(self, log_ports: tuple[int, int]) -> dict[str, str]:
-        """What the server's environment gets on top of the caller's: every setting, and its venv first on PATH.
+    def environment(self, log_ports: tuple[int, int] | None = None) -> dict[str, str]:
+        """What an ``airflow`` command's environment gets on top of the caller's: every setting, its venv first on PATH.
 
         ``airflow standalone`` starts its components as ``airflow`` from PATH, so the venv's bin must come first.
-        ``log_ports`` are the worker's and the triggerer's log servers.
+        ``log_ports`` are the worker's and the triggerer's log servers (only a server needs them). ``airflow dags
+        test`` and ``airflow db migrate`` run with the same environment, so they see the same home and DAGs.
         """
-        return {
+        env = {
             "AIRFLOW_HOME": str(self.state.absolute()),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags.absolute()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -179,10 +175,12 @@ class AirflowSettings:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": self.execution_api_url,
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_ports[0]),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_ports[1]),
             "PATH": f"{self.airflow_venv.absolute() / 'bin'}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
         }
+        if log_ports is not None:
+            env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(log_ports[0])
+            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(log_ports[1])
+        return env
 
 
 @dataclass(frozen=True)
@@ -278,16 +276,19 @@ def _check_can_start(settings: AirflowSettings) -> None:
 
 def _wait_until_healthy(settings: AirflowSettings, pid: int, process: subprocess.Popen[bytes] | None,
                         timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not _healthy(settings):
-        exited = process.poll() is not None if process is not None else _served_port(pid, settings) is None
-        if exited or time.monotonic() > deadline:
-            stop_airflow(settings)
-            why = ("exited during start-up" + (f" with code {process.returncode}" if process is not None else "")
-                   if exited else f"was not healthy ({settings.health_url}) within {timeout:g} s and was stopped")
-            raise AirflowError(f"Airflow on {settings.host}:{settings.port} (pid {pid}) {why}. Last lines of "
-                               f"{settings.log_file}:\n{log_tail(settings.log_file)}")
-        time.sleep(0.5)
+    """Return once healthy; otherwise stop what started and raise with the log's tail."""
+    def gone() -> bool:
+        return process.poll() is not None if process is not None else _served_port(pid, settings) is None
+
+    failure = wait_until_ready(lambda: _healthy(settings), gone, timeout, poll=0.5)
+    if failure is None:
+        return
+    stop_airflow(settings)
+    code = f" with code {process.returncode}" if process is not None and process.returncode is not None else ""
+    why = (f"exited during start-up{code}" if failure == "exited"
+           else f"was not healthy ({settings.health_url}) within {timeout:g} s and was stopped")
+    raise AirflowError(f"Airflow on {settings.host}:{settings.port} (pid {pid}) {why}. Last lines of "
+                       f"{settings.log_file}:\n{log_tail(settings.log_file)}")
 
 
 def start_airflow(
@@ -336,14 +337,8 @@ def stop_airflow(settings: AirflowSettings | None = None, *, timeout: float = 30
     deleted too: the metadata DB (every DAG run's history), the logs and the generated password.
     """
     settings = settings or AirflowSettings()
-    pid = read_pid(settings.pid_file)
-    was_running = pid is not None and _served_port(pid, settings) == settings.port
-    if was_running:
-        terminate_group(pid, lambda: group_alive(pid), timeout)  # type: ignore[arg-type]
-    settings.pid_file.unlink(missing_ok=True)
-    if purge:
-        shutil.rmtree(settings.state, ignore_errors=True)
-    return was_running
+    return stop_server_group(settings.pid_file, lambda pid: _served_port(pid, settings) == settings.port, timeout,
+                             purge=settings.state if purge else None)
 
 
 class LocalAirflow(OwnedServer):

@@ -18,10 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -33,14 +31,15 @@ from fraudlab.config import cache_root
 from fraudlab.exceptions import MlflowError
 from fraudlab.infra.process import (
     OwnedServer,
+    address_problems,
     die_with_caller_prefix,
     exclusive_lock,
-    group_alive,
     live_command_line,
     log_tail,
     port_in_use,
     read_pid,
-    terminate_group,
+    stop_server_group,
+    wait_until_ready,
 )
 
 __all__ = ["LocalMlflow", "MlflowSettings", "MlflowStatus", "mlflow_status", "start_mlflow", "stop_mlflow"]
@@ -74,13 +73,9 @@ class MlflowSettings:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        problems = []
-        if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-            problems.append(f"Invalid port {self.port!r}: choose a TCP port between 1 and 65535.")
+        problems = address_problems(self.host, self.port)
         if not isinstance(self.workers, int) or self.workers < 1:
             problems.append(f"Invalid workers {self.workers!r}: give at least 1 uvicorn worker.")
-        if not self.host or any(c.isspace() for c in self.host):
-            problems.append(f"Invalid host {self.host!r}: give an interface address such as 127.0.0.1.")
         if problems:
             raise MlflowError(" ".join(problems))
 
@@ -238,16 +233,18 @@ def _check_can_start(settings: MlflowSettings) -> None:
 
 def _wait_until_ready(settings: MlflowSettings, pid: int, process: subprocess.Popen[bytes] | None,
                       timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not _answers(settings):
-        exited = process.poll() is not None if process is not None else not _is_our_mlflow(pid, settings)
-        if exited or time.monotonic() > deadline:
-            stop_mlflow(settings)
-            why = ("exited during start-up" + (f" with code {process.returncode}" if process is not None else "")
-                   if exited else f"did not answer /health and a tracking call within {timeout:g} s and was stopped")
-            raise MlflowError(f"MLflow on {settings.host}:{settings.port} (pid {pid}) {why}. Last lines of "
-                              f"{settings.log_file}:\n{log_tail(settings.log_file)}")
-        time.sleep(0.25)
+    def exited() -> bool:
+        return process.poll() is not None if process is not None else not _is_our_mlflow(pid, settings)
+
+    failure = wait_until_ready(lambda: _answers(settings), exited, timeout)
+    if failure is None:
+        return
+    stop_mlflow(settings)
+    why = ("exited during start-up" + (f" with code {process.returncode}" if process is not None else "")
+           if failure == "exited" else f"did not answer /health and a tracking call within {timeout:g} s and was "
+                                       "stopped")
+    raise MlflowError(f"MLflow on {settings.host}:{settings.port} (pid {pid}) {why}. Last lines of "
+                      f"{settings.log_file}:\n{log_tail(settings.log_file)}")
 
 
 def start_mlflow(
@@ -294,14 +291,8 @@ def stop_mlflow(settings: MlflowSettings | None = None, *, timeout: float = 15.0
     artifacts, i.e. every run and model version logged there.
     """
     settings = settings or MlflowSettings()
-    pid = read_pid(settings.pid_file)
-    was_running = pid is not None and _is_our_mlflow(pid, settings)
-    if was_running:
-        terminate_group(pid, lambda: group_alive(pid), timeout)  # type: ignore[arg-type]
-    settings.pid_file.unlink(missing_ok=True)
-    if purge:
-        shutil.rmtree(settings.state, ignore_errors=True)
-    return was_running
+    return stop_server_group(settings.pid_file, lambda pid: _is_our_mlflow(pid, settings), timeout,
+                             purge=settings.state if purge else None)
 
 
 class LocalMlflow(OwnedServer):

@@ -18,6 +18,7 @@ from fraudlab import config
 
 __all__ = [
     "OwnedServer",
+    "address_problems",
     "die_with_caller_prefix",
     "exclusive_lock",
     "free_port",
@@ -27,7 +28,9 @@ __all__ = [
     "port_in_use",
     "read_pid",
     "reap",
+    "stop_server_group",
     "terminate_group",
+    "wait_until_ready",
 ]
 
 
@@ -47,6 +50,16 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def address_problems(host: object, port: object) -> list[str]:
+    """What is wrong with a server's ``host`` and ``port`` settings, one sentence each naming the value (or none)."""
+    problems = []
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        problems.append(f"Invalid port {port!r}: choose a TCP port between 1 and 65535.")
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        problems.append(f"Invalid host {host!r}: give an interface address such as 127.0.0.1.")
+    return problems
 
 
 @contextlib.contextmanager
@@ -154,6 +167,41 @@ def terminate_group(pid: int, alive: Callable[[], bool], timeout: float) -> None
             time.sleep(0.05)
     # It has exited; when it was this process's child it is a zombie until its status is collected.
     reap(pid)
+
+
+def wait_until_ready(ready: Callable[[], bool], exited: Callable[[], bool], timeout: float,
+                     poll: float = 0.25) -> str | None:
+    """Poll a starting server until ``ready()``; return None then, or why it never will be.
+
+    "exited" as soon as ``exited()`` says the server has gone (no point waiting out the timeout), "timed out" after
+    ``timeout`` seconds. The caller then stops what is left and raises its own error with its log tail.
+    """
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if exited():
+            return "exited"
+        if time.monotonic() > deadline:
+            return "timed out"
+        time.sleep(poll)
+    return None
+
+
+def stop_server_group(pid_file: Path, is_ours: Callable[[int], bool], timeout: float, *,
+                      purge: Path | None = None) -> bool:
+    """Stop the server ``pid_file`` names, and every process of its group, when ``is_ours(pid)``; True if it ran.
+
+    For servers whose workers must go with them (uvicorn workers, Airflow's components): the group gets SIGTERM,
+    SIGKILL after ``timeout``, and this returns once no member is left. The pid file goes either way (a stale one
+    would name a recycled pid); ``purge`` is a state directory to delete as well.
+    """
+    pid = read_pid(pid_file)
+    was_running = pid is not None and is_ours(pid)
+    if was_running:
+        terminate_group(pid, lambda: group_alive(pid), timeout)  # type: ignore[arg-type]
+    pid_file.unlink(missing_ok=True)
+    if purge is not None:
+        shutil.rmtree(purge, ignore_errors=True)
+    return was_running
 
 
 class OwnedServer:
