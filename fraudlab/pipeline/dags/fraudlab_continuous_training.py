@@ -8,8 +8,8 @@ Airflow and the standard library only, and a unit test parses it with Airflow's 
 Where and how the commands run is read from the environment of the process that parses the file (``airflow
 standalone``, ``airflow dags test``): ``FRAUDLAB_PIPELINE_DIR`` is the DVC pipeline's directory (default: this
 checkout's root); the checkout's ``.venv/bin`` goes first on PATH; ``FRAUDLAB_CACHE_DIR``, ``MLFLOW_TRACKING_URI``
-and ``KAFKA_BOOTSTRAP_SERVERS`` are passed on when set. Tasks get that environment and nothing else, so what a run
-did does not depend on what else the scheduler's environment happens to hold.
+and ``KAFKA_BOOTSTRAP_SERVERS`` are passed on when set; DVC's and MLflow's usage reports are off. Tasks get that
+environment and nothing else, so what a run did does not depend on what else the scheduler's environment holds.
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ def pipeline_dir(environ: Mapping[str, str]) -> Path:
 
 
 def task_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The whole environment of every command: the main venv first on PATH, DVC's usage reporting off."""
+    """The whole environment of every command: the main venv first on PATH, DVC's and MLflow's usage reports off."""
     search_path = environ.get("PATH") or os.defpath
     env = {name: environ[name] for name in PASSED_ON if environ.get(name)}
     env["PATH"] = f"{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}{search_path}"
     env["DVC_NO_ANALYTICS"] = "1"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     return env
 
 
