@@ -5,9 +5,11 @@
 * :mod:`~fraudlab.infra.mlflow`: the MLflow tracking server and its UI;
 * :mod:`~fraudlab.infra.flink`: a standalone Apache Flink cluster from the Flink venv's PyFlink, its Kafka connector
   jar, and the ``flink run`` argv of a PyFlink job;
+* :mod:`~fraudlab.infra.airflow`: Airflow standalone from the Airflow venv, scheduling the continuous-training DAG;
 * :mod:`~fraudlab.infra.maven`: the Java runtime and Maven a launcher needs, or what to install;
 * :mod:`~fraudlab.infra.npm`: integrity-checked package downloads from the npm registry;
-* :mod:`~fraudlab.infra.process`: free ports, file locks, dying with the owner, reaping, log tails.
+* :mod:`~fraudlab.infra.process`: free ports, file locks, dying with the owner, ready waits, group stops, reaping,
+  log tails.
 """
 
 from fraudlab.infra.broker import BrokerSettings, LocalBroker
