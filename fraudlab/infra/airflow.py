@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fraudlab import config
-from fraudlab.config import cache_root
 from fraudlab.exceptions import AirflowError
 from fraudlab.infra.process import (
     OwnedServer,
@@ -45,6 +44,7 @@ from fraudlab.infra.process import (
     log_tail,
     port_in_use,
     read_pid,
+    state_dir,
     stop_server_group,
     wait_until_ready,
 )
@@ -121,8 +121,7 @@ class AirflowSettings:
     @property
     def state(self) -> Path:
         """The Airflow home."""
-        cache = Path(self.cache_dir) if self.cache_dir else cache_root()
-        return Path(self.home) if self.home else cache / config.AIRFLOW_DIR
+        return state_dir(self.home, self.cache_dir, config.AIRFLOW_DIR)
 
     @property
     def db_file(self) -> Path:

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fraudlab import config
-from fraudlab.config import cache_root
 from fraudlab.exceptions import MlflowError
 from fraudlab.infra.process import (
     OwnedServer,
@@ -38,6 +37,7 @@ from fraudlab.infra.process import (
     log_tail,
     port_in_use,
     read_pid,
+    state_dir,
     stop_server_group,
     wait_until_ready,
 )
@@ -90,8 +90,7 @@ class MlflowSettings:
 
     @property
     def state(self) -> Path:
-        cache = Path(self.cache_dir) if self.cache_dir else cache_root()
-        return Path(self.state_dir) if self.state_dir else cache / config.MLFLOW_DIR
+        return state_dir(self.state_dir, self.cache_dir, config.MLFLOW_DIR)
 
     @property
     def db_file(self) -> Path:

@@ -28,6 +28,7 @@ __all__ = [
     "port_in_use",
     "read_pid",
     "reap",
+    "state_dir",
     "stop_server_group",
     "terminate_group",
     "wait_until_ready",
@@ -50,6 +51,14 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def state_dir(explicit: Path | None, cache_dir: Path | None, name: str) -> Path:
+    """A server's state directory: ``explicit`` when given, else ``<cache_dir>/<name>``, where a missing
+    ``cache_dir`` is :func:`fraudlab.config.cache_root` without an environment (library code reads none)."""
+    if explicit:
+        return Path(explicit)
+    return (Path(cache_dir) if cache_dir else config.cache_root()) / name
 
 
 def address_problems(host: object, port: object) -> list[str]:
