@@ -26,11 +26,16 @@ def pipeline() -> None:
 
 @pipeline.command("remote")
 @click.option("--url", type=_DIRECTORY, default=None,
-              help="Directory of the DVC remote [default: dvc-remote in the fraudlab cache].")
+              help="Directory of the DVC remote [default: keep the default remote there is, else dvc-remote in the "
+                   "fraudlab cache].")
 def remote_step(url: Path | None) -> None:
     """Give the pipeline in this directory a local DVC remote (`dvc push` / `dvc pull` then work offline)."""
-    from fraudlab.pipeline.steps import REMOTE_NAME, configure_remote
+    from fraudlab.pipeline.steps import REMOTE_NAME, configure_remote, default_remote
 
+    existing = default_remote(Path.cwd())
+    if url is None and existing:
+        click.echo(f"DVC remote kept: {existing}")
+        return
     target = url or config.cache_root(os.environ) / "dvc-remote"
     configure_remote(Path.cwd(), target)
     click.echo(f"DVC remote {REMOTE_NAME!r} is {target} (in .dvc/config.local)")

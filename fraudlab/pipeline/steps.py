@@ -30,6 +30,7 @@ __all__ = [
     "Registered",
     "configure_remote",
     "data_version",
+    "default_remote",
     "evaluate_candidate",
     "gate",
     "new_workspace",
@@ -180,14 +181,27 @@ def _settings(values: dict[str, Any]) -> TrainingSettings:
 def configure_remote(directory: Path, url: Path) -> None:
     """Make ``url`` (a local directory, created if missing) the default DVC remote of the pipeline in
     ``directory``, in its git-ignored ``.dvc/config.local``: each machine keeps its own, in its own cache."""
+    url.mkdir(parents=True, exist_ok=True)
+    _dvc(directory, "remote", "add", "--local", "--default", "--force", REMOTE_NAME, str(url))
+
+
+def default_remote(directory: Path) -> str | None:
+    """The URL of the pipeline's default DVC remote, None when it has none (``dvc push`` would then fail)."""
+    name = _dvc(directory, "config", "core.remote", check=False).stdout.strip()
+    if not name:
+        return None
+    return _dvc(directory, "config", f"remote.{name}.url", check=False).stdout.strip() or None
+
+
+def _dvc(directory: Path, *args: str, check: bool = True) -> Any:
     import subprocess
     import sys
 
-    url.mkdir(parents=True, exist_ok=True)
-    completed = subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "--local", "--default", "--force",
-                                REMOTE_NAME, str(url)], cwd=directory, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        raise MissingDataError(f"`dvc remote add` failed in {directory}: {completed.stderr.strip()}")
+    completed = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=directory, capture_output=True, text=True,
+                               check=False)
+    if check and completed.returncode != 0:
+        raise MissingDataError(f"`dvc {' '.join(args)}` failed in {directory}: {completed.stderr.strip()}")
+    return completed
 
 
 #: Parameters small enough for a test, CI or a notebook (about a minute of stages on two cores): enough PaySim rows

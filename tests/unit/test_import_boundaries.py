@@ -66,6 +66,9 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fraudlab.infra": (SERVICES, ("fraudlab.schema", "fraudlab.kafka", "fraudlab.ingest", "fraudlab.detect")),
     # Runs in the main venv and only starts PyFlink's scripts: never imports pyflink (nor the job it submits).
     "fraudlab.infra.flink": (SERVICES, ("fraudlab.schema", "fraudlab.kafka", "fraudlab.ingest", "fraudlab.detect")),
+    # Starts Airflow from its own venv: never imports airflow (nor what the DAG's commands load).
+    "fraudlab.infra.airflow": ((*SERVICES, "airflow", "dvc"), ("fraudlab.schema", "fraudlab.kafka", "fraudlab.ingest",
+                                                               "fraudlab.detect", "fraudlab.pipeline")),
     "fraudlab.notebook": (SERVICES, ("fraudlab.evaluate", "fraudlab.ingest", "fraudlab.kafka")),
     "fraudlab.cli": ((*GRPC, *KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest", "fraudlab.kafka",
                                                                "fraudlab.generate", "fraudlab.evaluate")),

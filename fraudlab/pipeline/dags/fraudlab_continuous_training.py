@@ -34,11 +34,12 @@ PIPELINE_DIR_VARIABLE = "FRAUDLAB_PIPELINE_DIR"
 #: tracking server and the broker are. HOME and LANG let DVC and MLflow find their configuration and decode paths.
 PASSED_ON = ("FRAUDLAB_CACHE_DIR", "MLFLOW_TRACKING_URI", "KAFKA_BOOTSTRAP_SERVERS", "HOME", "LANG", "TMPDIR")
 
-#: The tasks in their order, each one shell command. A first run has nothing in the DVC remote yet, so the pull
+#: The tasks in their order, each one shell command. ``check_data`` gives the pipeline the cache's DVC remote unless
+#: it has one; a first run has nothing in the remote yet, so the pull
 #: skips what is missing; ``promote`` exits 0 whether it promotes or refuses (its decision is in
 #: ``data/promotion.json``), and ``announce`` is a no-op with a message when nothing was promoted or no broker answers.
 STEPS: tuple[tuple[str, str], ...] = (
-    ("check_data", "dvc pull --allow-missing"),
+    ("check_data", "fraudlab pipeline remote && dvc pull --allow-missing"),
     ("repro", "dvc repro"),
     ("push", "dvc push"),
     ("register", "fraudlab pipeline register"),

@@ -82,6 +82,8 @@ def test_a_second_repro_redoes_nothing(workspace, env):
 
 
 def test_push_then_pull_into_an_empty_cache_restores_every_output(workspace, env):
+    remote = workspace.parent / "remote"
+    assert _run(workspace, "fraudlab", "pipeline", "remote", env=env).stdout.strip() == f"DVC remote kept: {remote}"
     version, outputs = data_version(workspace / "dvc.lock")
     cached = [path for path in outputs if path != "data/metrics.json"]  # the metrics live in git, not DVC's cache
     _run(workspace, "dvc", "push", env=env)

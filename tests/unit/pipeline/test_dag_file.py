@@ -92,7 +92,7 @@ def test_its_tasks_run_one_command_each_in_order(parsed):
     assert [tasks[task]["upstream"] for task in TASKS] == [[], *([task] for task in TASKS[:-1])]
     assert {task["operator"] for task in tasks.values()} == {"BashOperator"}
     assert [tasks[task]["command"] for task in TASKS] == [
-        "dvc pull --allow-missing", "dvc repro", "dvc push", "fraudlab pipeline register",
+        "fraudlab pipeline remote && dvc pull --allow-missing", "dvc repro", "dvc push", "fraudlab pipeline register",
         "fraudlab pipeline promote", "fraudlab pipeline announce"]
 
 
