@@ -138,7 +138,9 @@ def promote_step(registered: Path, metric: str, max_recall_drop: float, output: 
               help="What `fraudlab pipeline promote` wrote.")
 @bootstrap_option(help="Kafka bootstrap servers of the running scoring jobs.")
 @click.option("--updates-topic", default=config.MODEL_UPDATES_TOPIC, show_default=True,
-              help="Topic of the announcements (what `fraudlab detect` jobs follow).")
+              envvar="FRAUDLAB_MODEL_UPDATES_TOPIC",
+              help="Topic of the announcements (what `fraudlab detect` jobs follow) "
+                   "[env FRAUDLAB_MODEL_UPDATES_TOPIC].")
 def announce_step(promotion: Path, bootstrap: str, updates_topic: str) -> None:
     """Tell running scoring jobs about the new champion; nothing to tell when the gate refused the candidate."""
     from fraudlab.pipeline.steps import read_json

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from fraudlab import config
 from fraudlab.detect.scoring_job import ScoringJobSettings
@@ -47,10 +47,9 @@ from fraudlab.schema import wire
 if TYPE_CHECKING:
     from fraudlab.detect.model import Detector
 
-__all__ = ["ScoringJob", "ScoringJobError", "announce_detector", "consumer_lag", "ensure_job_topics",
-           "job_command",
-           "read_committed_values", "read_dead_letters", "read_scored", "run_scoring_job", "start_from_now",
-           "with_connector"]
+__all__ = ["ScoringJob", "ScoringJobError", "announce_detector", "announcements", "consumer_lag",
+           "ensure_job_topics", "job_command", "model_switches", "read_committed_values", "read_dead_letters",
+           "read_scored", "run_scoring_job", "start_from_now", "with_connector"]
 
 JOB_MODULE = "fraudlab.detect.flink_job"
 _LOG_LINES = 40
@@ -314,34 +313,60 @@ def read_committed_values(bootstrap: str, topic: str, *, timeout_s: float = 60.0
         TimeoutError: a partition's end was not reached within ``timeout_s`` (the records read are not returned:
             a partial read must not pass for the whole topic).
     """
+    return [message.value() for message in _read_committed(bootstrap, topic, timeout_s=timeout_s, start=start)]
+
+
+def _read_committed(bootstrap: str, topic: str, *, timeout_s: float, start: Mapping[int, int] | None = None,
+                    ) -> list[Message]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fraudlab-read", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": True})
     deadline = time.monotonic() + timeout_s
-    values: list[bytes] = []
+    messages: list[Message] = []
     try:
         metadata = consumer.list_topics(topic, timeout=min(timeout_s, 10.0)).topics[topic]
         for partition in sorted(metadata.partitions):
             consumer.assign([TopicPartition(topic, partition, (start or {}).get(partition, 0))])
-            values.extend(_read_to_end(consumer, deadline, f"{topic!r} partition {partition}", timeout_s))
+            messages.extend(_read_to_end(consumer, deadline, f"{topic!r} partition {partition}", timeout_s))
     finally:
         consumer.close()
-    return values
+    return messages
 
 
-def _read_to_end(consumer: Consumer, deadline: float, what: str, timeout_s: float) -> list[bytes]:
-    """The values of the one assigned partition up to the end the broker reports (``_PARTITION_EOF``)."""
-    values: list[bytes] = []
+def _read_to_end(consumer: Consumer, deadline: float, what: str, timeout_s: float) -> list[Message]:
+    """The records of the one assigned partition up to the end the broker reports (``_PARTITION_EOF``)."""
+    messages: list[Message] = []
     while (remaining := deadline - time.monotonic()) > 0:
         message = consumer.poll(min(remaining, 1.0))
         if message is None:
             continue
         error = message.error()
         if error is None:
-            values.append(message.value())
+            messages.append(message)
         elif error.code() == KafkaError._PARTITION_EOF:
-            return values
-    raise TimeoutError(f"Reading {what}: its end was not reached within {timeout_s:g} s ({len(values):,} records "
+            return messages
+    raise TimeoutError(f"Reading {what}: its end was not reached within {timeout_s:g} s ({len(messages):,} records "
                        "read); is the broker up? Pass a longer timeout_s for a large topic.")
+
+
+def announcements(bootstrap: str, topic: str = config.MODEL_UPDATES_TOPIC, *, timeout_s: float = 60.0,
+                  ) -> pd.DataFrame:
+    """The detectors announced on a model-updates topic, in order: offset, detector version (the record key, as
+    :func:`announce_detector` writes it; a record without one is shown as ``None``) and when Kafka took it
+    (``announced_ms``, epoch ms), the moment the hot-reload bound counts from."""
+    rows = [{"offset": message.offset(), "detector": message.key().decode() if message.key() else None,
+             "announced_ms": message.timestamp()[1]} for message in _read_committed(bootstrap, topic,
+                                                                                   timeout_s=timeout_s)]
+    return pd.DataFrame(rows, columns=["offset", "detector", "announced_ms"])
+
+
+def model_switches(scored: pd.DataFrame) -> pd.DataFrame:
+    """The model versions of scored records in the order the job took them up: for each, how many records it
+    scored and its first and last ``scored_at`` (epoch ms). One row per version when every switch was clean (no
+    record of an older version scored after a newer one's first)."""
+    by_version = scored.groupby("model_version", sort=False)["scored_at"]
+    table = pd.DataFrame({"records": by_version.size(), "first_scored_ms": by_version.min(),
+                          "last_scored_ms": by_version.max()})
+    return table.sort_values("first_scored_ms").rename_axis("model_version").reset_index()
 
 
 def read_scored(bootstrap: str, topic: str, *, timeout_s: float = 60.0,

@@ -55,6 +55,7 @@ __all__ = [
     "log_training_run",
     "promote",
     "recall_drops",
+    "versions_table",
 ]
 
 EXPERIMENT = config.MLFLOW_EXPERIMENT
@@ -147,8 +148,10 @@ def _check_reachable(tracking_uri: str) -> None:
 
 def _quiet_mlflow() -> None:
     """MLflow logs routine steps (store migrations, "Successfully registered model") at INFO on stderr, which
-    reads as trouble in a notebook; fraudlab reports the outcome itself, so only MLflow's warnings are kept."""
+    reads as trouble in a notebook, and draws a progress bar per artifact download that a notebook keeps at 0 %;
+    fraudlab reports the outcome itself, so only MLflow's warnings are kept, and the bar is off unless asked for."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _client(tracking_uri: str) -> Any:
@@ -513,6 +516,35 @@ def promote(
     if champion_metric is None:
         return decided(True, f"{mine} replaces {theirs}, which has no {metric}")
     return decided(True, f"{mine} >= {theirs}: {CHAMPION} is now version {candidate_version}")
+
+
+#: The run values :func:`versions_table` shows beside each version: what it was trained on, how it scored, the gate.
+VERSION_COLUMNS = {"data version": ("tag", "data_version"), "trees": ("param", "train.trees"),
+                   "real PR-AUC": ("metric", "real_pr_auc"), "stream PR-AUC": ("metric", "stream_pr_auc"),
+                   "alert recall": ("metric", "alert_recall"), "promoted": ("tag", "promotion.promoted"),
+                   "gate": ("tag", "promotion.reason")}
+
+
+def versions_table(tracking_uri: str) -> pd.DataFrame:
+    """Every registered version of the detector beside its run, side by side: the run's data version, trees, the
+    metrics the gate reads, its decision and the aliases the version holds now (``champion``). Empty cells where a
+    run did not log a value (a version from ``fraudlab train`` has no data version).
+
+    Raises:
+        ModelRegistryError: the detector has no registered version in ``tracking_uri``.
+    """
+    import pandas as pd
+
+    client = _client(tracking_uri)
+    rows = []
+    for number in _versions(client, tracking_uri):
+        version = client.get_model_version(REGISTERED_MODEL, str(number))  # searches leave the aliases out
+        data = client.get_run(version.run_id).data
+        sources = {"tag": data.tags, "param": data.params, "metric": data.metrics}
+        rows.append({"version": int(version.version),
+                     **{name: sources[kind].get(key) for name, (kind, key) in VERSION_COLUMNS.items()},
+                     "aliases": ", ".join(sorted(version.aliases))})
+    return pd.DataFrame(rows, columns=["version", *VERSION_COLUMNS, "aliases"]).set_index("version")
 
 
 def _resolve(client: Any, tracking_uri: str, alias: str, version: int | None) -> Any:

@@ -26,11 +26,13 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fraudlab import config
 from fraudlab.exceptions import AirflowError
@@ -54,8 +56,12 @@ __all__ = [
     "DEFAULT_DAGS_FOLDER",
     "AirflowSettings",
     "AirflowStatus",
+    "DagTest",
     "LocalAirflow",
+    "airflow_command",
     "airflow_status",
+    "json_rows",
+    "run_dag_test",
     "start_airflow",
     "stop_airflow",
 ]
@@ -362,3 +368,85 @@ class LocalAirflow(OwnedServer):
 
     def _shutdown(self, purge: bool) -> None:
         stop_airflow(self.settings, purge=purge)
+
+
+#: What a Jupyter kernel sets for its subprocesses so they colour their output even into a pipe.
+_COLOUR_FORCING = ("FORCE_COLOR", "CLICOLOR_FORCE", "CLICOLOR")
+
+
+@dataclass(frozen=True)
+class DagTest:
+    """One ``airflow dags test`` run, as Airflow's metadata DB recorded it."""
+
+    run_id: str
+    state: str
+    tasks: dict[str, str]
+    seconds: float
+    log: str
+
+
+def airflow_command(settings: AirflowSettings, *args: str, environ: Mapping[str, str] | None = None,
+                    timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    """One command of the Airflow venv's ``airflow`` with the settings' environment on top of ``environ`` (default:
+    this process's, without its ``AIRFLOW_*`` variables, so no other Airflow's home or DB leaks in). Colours are off:
+    a Jupyter kernel forces them on for its subprocesses, and Airflow would then colour its JSON output too.
+
+    Raises:
+        AirflowError: the venv is missing (`make airflow-venv`), or the command exited non-zero (its output's end).
+    """
+    if not settings.executable.is_file():
+        raise AirflowError(f"No Airflow at {settings.executable}: create the venv with `make airflow-venv`.")
+    base = os.environ if environ is None else environ
+    env = {key: value for key, value in base.items()
+           if not key.startswith("AIRFLOW") and key not in _COLOUR_FORCING} | settings.environment()
+    env["NO_COLOR"] = "1"
+    settings.state.mkdir(parents=True, exist_ok=True)
+    completed = subprocess.run([str(settings.executable), *args], env=env, cwd=settings.state, capture_output=True,
+                               text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    if completed.returncode != 0:
+        raise AirflowError(f"`airflow {' '.join(args)}` exited {completed.returncode}:\n"
+                           f"{(completed.stdout + completed.stderr)[-6000:]}")
+    return completed
+
+
+def json_rows(completed: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    """The table an ``airflow ... -o json`` command printed: its last line (Airflow may log warnings before it)."""
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_dag_test(settings: AirflowSettings, dag_id: str = config.AIRFLOW_DAG_ID, *,
+             environ: Mapping[str, str] | None = None, timeout: float = 1800.0) -> DagTest:
+    """Run DAG ``dag_id`` once, now, in this process's sight (``airflow dags test``: no scheduler, the tasks one
+    after another), after migrating the metadata DB; the run and its task states as Airflow recorded them.
+
+    ``environ`` is what the DAG file is parsed with (for the continuous-training DAG: where the pipeline is, the
+    cache, the MLflow store and the broker). A failed task does not raise: the run's state says ``failed``.
+    """
+    airflow_command(settings, "db", "migrate", environ=environ)
+    before = {row["run_id"] for row in _runs(settings, dag_id, environ, missing_ok=True)}
+    started = time.monotonic()
+    try:
+        completed = airflow_command(settings, "dags", "test", dag_id, environ=environ, timeout=timeout)
+        log = completed.stdout + completed.stderr
+    except AirflowError as exc:
+        log = str(exc)
+    seconds = time.monotonic() - started
+    new = [row for row in _runs(settings, dag_id, environ) if row["run_id"] not in before]
+    if not new:
+        raise AirflowError(f"`airflow dags test {dag_id}` recorded no run:\n{log[-4000:]}")
+    run_id = new[0]["run_id"]
+    states = json_rows(airflow_command(settings, "tasks", "states-for-dag-run", dag_id, run_id, "-o", "json",
+                                       environ=environ))
+    return DagTest(run_id=run_id, state=new[0]["state"], tasks={row["task_id"]: row["state"] for row in states},
+                   seconds=seconds, log=log)
+
+
+def _runs(settings: AirflowSettings, dag_id: str, environ: Mapping[str, str] | None, *, missing_ok: bool = False,
+          ) -> list[dict[str, Any]]:
+    """The DAG's runs; none when ``missing_ok`` and the metadata DB has not seen the DAG yet (its first test)."""
+    try:
+        return json_rows(airflow_command(settings, "dags", "list-runs", dag_id, "-o", "json", environ=environ))
+    except AirflowError as exc:
+        if missing_ok and "does not exist in 'dag' table" in str(exc):
+            return []
+        raise

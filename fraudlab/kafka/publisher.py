@@ -10,7 +10,9 @@ queues records without blocking the event loop and hands back a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -18,11 +20,12 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from fraudlab import config
-from fraudlab.exceptions import KafkaPublishError, KafkaUnavailableError
+from fraudlab.exceptions import InvalidParameterError, KafkaPublishError, KafkaUnavailableError
 from fraudlab.kafka.connection import producer_config
 from fraudlab.schema.messages import TransactionRequest, decode_transaction, encode_transaction, transaction_key
 
-__all__ = ["PUBLISHER_DEFAULTS", "AsyncPublisher", "Delivery", "event_time_header", "publish_transactions"]
+__all__ = ["PUBLISHER_DEFAULTS", "AsyncPublisher", "Delivery", "PacedPublisher", "event_time_header",
+           "publish_transactions"]
 
 
 def event_time_header(timestamp_ms: int) -> list[tuple[str, bytes]]:
@@ -74,6 +77,77 @@ def publish_transactions(
         )
     return confirmed
 
+
+
+class PacedPublisher:
+    """A live stream: ``messages`` published in order at ``rate`` records/s from a thread of its own, until they run
+    out or :meth:`stop` is called, while the caller does something else (a training pipeline, a model switch).
+
+    Records go out as :func:`publish_transactions` sends them (keyed by account, event-time header, Kafka's
+    confirmation awaited); :meth:`stop` returns the ids Kafka confirmed, in publishing order, and raises if any record
+    failed, so a caller can check that exactly those were scored.
+    """
+
+    def __init__(self, bootstrap: str, messages: list[TransactionRequest], *, topic: str, rate: float,
+                 overrides: Mapping[str, Any] | None = None) -> None:
+        if not rate > 0:
+            raise InvalidParameterError(f"Invalid rate {rate!r}: give records per second above 0.")
+        self.bootstrap, self.topic, self.rate = bootstrap, topic, float(rate)
+        self._messages = messages
+        self._producer = Producer(producer_config(bootstrap, overrides))
+        self._stop = threading.Event()
+        self._confirmed: list[tuple[int, str]] = []
+        self._failures: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="paced-publisher", daemon=True)
+
+    @property
+    def published(self) -> int:
+        """Records Kafka has confirmed so far."""
+        return len(self._confirmed)
+
+    def start(self) -> PacedPublisher:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> list[str]:
+        """Stop publishing, wait for Kafka's last confirmations; the confirmed transaction ids, in order.
+
+        Raises:
+            KafkaPublishError: a record failed, or was unconfirmed ``timeout`` seconds after the stop.
+        """
+        self._stop.set()
+        self._thread.join(timeout)
+        unconfirmed = self._producer.flush(timeout)
+        if self._failures or unconfirmed:
+            raise KafkaPublishError(
+                f"Kafka confirmed {len(self._confirmed)} records on topic {self.topic!r} at {self.bootstrap}; "
+                f"{len(self._failures)} failed ({'; '.join(sorted(set(self._failures))[:3]) or 'none'}), "
+                f"{unconfirmed} still unconfirmed after {timeout:.0f} s.")
+        return [transaction_id for _, transaction_id in sorted(self._confirmed)]
+
+    def __enter__(self) -> PacedPublisher:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread.is_alive() or not self._stop.is_set():
+            self.stop()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        for index, message in enumerate(self._messages):
+            if self._stop.wait(max(0.0, started + index / self.rate - time.monotonic())):
+                break
+            self._producer.produce(self.topic, encode_transaction(message), transaction_key(message),
+                                   headers=event_time_header(message.timestamp),
+                                   on_delivery=functools.partial(self._on_delivery, index, message.transaction_id))
+            self._producer.poll(0)
+        self._producer.flush(30.0)
+
+    def _on_delivery(self, index: int, transaction_id: str, error: KafkaError | None, _record: object) -> None:
+        if error is None:
+            self._confirmed.append((index, transaction_id))
+        else:
+            self._failures.append(error.str())
 
 
 # --------------------------------------------------------------------------- asyncio publishing

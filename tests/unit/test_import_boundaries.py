@@ -60,6 +60,10 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fraudlab.pipeline.steps": ((*GRPC, *KAFKA, "mlflow", "dvc", "pyflink", "redis", *NOTEBOOK),
                                 ("fraudlab.detect.registry", "fraudlab.detect.realtime", "fraudlab.infra",
                                  "fraudlab.ingest", "fraudlab.kafka", "fraudlab.demo", "fraudlab.cli")),
+    # Drives the pipeline's commands as subprocesses: none of what they load comes into the caller.
+    "fraudlab.pipeline.workspace": ((*GRPC, *KAFKA, "mlflow", "dvc", "pyflink", "redis", *NOTEBOOK),
+                                    ("fraudlab.detect.registry", "fraudlab.detect.realtime", "fraudlab.infra",
+                                     "fraudlab.ingest", "fraudlab.kafka", "fraudlab.demo", "fraudlab.cli")),
     "fraudlab.kafka": ((*GRPC, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest", "fraudlab.generate")),
     "fraudlab.ingest.client": ((*KAFKA, *LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.service", "fraudlab.kafka")),
     "fraudlab.ingest.service": ((*LATER_STAGES, *NOTEBOOK), ("fraudlab.ingest.client", "fraudlab.generate")),

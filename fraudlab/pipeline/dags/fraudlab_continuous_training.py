@@ -7,9 +7,10 @@ Airflow and the standard library only, and a unit test parses it with Airflow's 
 
 Where and how the commands run is read from the environment of the process that parses the file (``airflow
 standalone``, ``airflow dags test``): ``FRAUDLAB_PIPELINE_DIR`` is the DVC pipeline's directory (default: this
-checkout's root); the checkout's ``.venv/bin`` goes first on PATH; ``FRAUDLAB_CACHE_DIR``, ``MLFLOW_TRACKING_URI``
-and ``KAFKA_BOOTSTRAP_SERVERS`` are passed on when set; DVC's and MLflow's usage reports are off. Tasks get that
-environment and nothing else, so what a run did does not depend on what else the scheduler's environment holds.
+checkout's root); the checkout's ``.venv/bin`` goes first on PATH; ``FRAUDLAB_CACHE_DIR``, ``MLFLOW_TRACKING_URI``,
+``KAFKA_BOOTSTRAP_SERVERS`` and ``FRAUDLAB_MODEL_UPDATES_TOPIC`` are passed on when set; DVC's and MLflow's usage
+reports are off. Tasks get that environment and nothing else, so what a run did does not depend on what else the
+scheduler's environment holds.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 PIPELINE_DIR_VARIABLE = "FRAUDLAB_PIPELINE_DIR"
 
 #: What the commands need from the parsing process's environment, passed on only when set: where the cache, the
-#: tracking server and the broker are. HOME and LANG let DVC and MLflow find their configuration and decode paths.
-PASSED_ON = ("FRAUDLAB_CACHE_DIR", "MLFLOW_TRACKING_URI", "KAFKA_BOOTSTRAP_SERVERS", "HOME", "LANG", "TMPDIR")
+#: tracking server, the broker and the jobs' model-updates topic are. HOME and LANG let DVC and MLflow find their
+#: configuration and decode paths.
+PASSED_ON = ("FRAUDLAB_CACHE_DIR", "MLFLOW_TRACKING_URI", "KAFKA_BOOTSTRAP_SERVERS", "FRAUDLAB_MODEL_UPDATES_TOPIC",
+             "HOME", "LANG", "TMPDIR")
 
 #: The tasks in their order, each one shell command. ``check_data`` gives the pipeline the cache's DVC remote unless
 #: it has one; a first run has nothing in the remote yet, so the pull

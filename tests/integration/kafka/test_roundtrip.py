@@ -109,3 +109,27 @@ def test_librdkafka_logs_go_through_python_logging_not_straight_to_stderr(caplog
         consumer.close()
     assert any(record.name == LIBRDKAFKA_LOGGER.name for record in caplog.records)
     assert "|rdkafka#" not in capfd.readouterr().err
+
+
+def test_a_paced_publisher_keeps_its_rate_and_stop_returns_exactly_what_kafka_holds(kafka_bootstrap, topic):
+    import time
+
+    from fraudlab.kafka.publisher import PacedPublisher
+
+    sent = _transactions(1_000)
+    publisher = PacedPublisher(kafka_bootstrap, sent, topic=topic, rate=100.0).start()
+    time.sleep(2.0)
+    published = publisher.stop()
+    assert 100 <= len(published) <= 300, "about 2 s at 100 records/s, stopped long before the 1,000 ran out"
+    assert published == [m.transaction_id for m in sent[:len(published)]], "in order, none skipped"
+    assert sum(end_offsets(kafka_bootstrap, topic).values()) == len(published)
+    received = consume_transactions(kafka_bootstrap, topic=topic, max_messages=len(published))
+    assert sorted(m.transaction_id for m in received) == sorted(published)
+
+
+def test_a_paced_publisher_refuses_a_rate_that_is_not_positive(kafka_bootstrap, topic):
+    from fraudlab.exceptions import InvalidParameterError
+    from fraudlab.kafka.publisher import PacedPublisher
+
+    with pytest.raises(InvalidParameterError, match="Invalid rate 0"):
+        PacedPublisher(kafka_bootstrap, _transactions(1), topic=topic, rate=0)

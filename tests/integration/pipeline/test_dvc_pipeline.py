@@ -1,67 +1,54 @@
 """The continuous-training pipeline with the real DVC, MLflow (SQLite store) and Kafka, at small parameters.
 
-One workspace serves the module (:func:`fraudlab.pipeline.steps.new_workspace`): ``dvc repro`` runs its five stages
-once, the result is committed to the workspace's git, and the tests then take it further in file order: nothing to
-redo, a push / pull round trip, the candidate registered and promoted, and last a weakened candidate refused.
+One workspace serves the module (:class:`fraudlab.pipeline.workspace.PipelineWorkspace`): ``dvc repro`` runs its
+five stages once, the result is committed to the workspace's git, and the tests then take it further in file order:
+nothing to redo, a push / pull round trip, the candidate registered, promoted and announced, and last a weakened
+candidate refused. The promotion loop with a live Flink job and Airflow is notebook 07's test.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fraudlab.pipeline.steps import SMALL_PARAMS, data_version, new_workspace
+from fraudlab.pipeline.steps import SMALL_PARAMS, data_version
+from fraudlab.pipeline.workspace import STAGES, PipelineWorkspace, pipeline_environment
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("simulate", "fit", "streams", "train", "evaluate")
-
-
-def _run(workspace: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """A command in the workspace with the venv's `dvc` and `fraudlab` first on PATH; fails the test on exit != 0."""
-    completed = subprocess.run(args, cwd=workspace, env=env, capture_output=True, text=True, check=False,
-                               timeout=600)
-    assert completed.returncode == 0, f"{' '.join(args)} exited {completed.returncode}:\n{completed.stdout}\n" \
-                                      f"{completed.stderr}"
-    return completed
-
-
-def _ran(completed: subprocess.CompletedProcess[str]) -> list[str]:
-    return [stage for stage in STAGES if f"Running stage '{stage}'" in completed.stdout]
-
-
-def _commit(workspace: Path, message: str, env: dict[str, str]) -> None:
-    _run(workspace, "git", "add", "-A", env=env)
-    _run(workspace, "git", "-c", "user.name=fraudlab-tests", "-c", "user.email=tests@fraudlab.invalid", "commit",
-         "--quiet", "-m", message, env=env)
-
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str, str]:
-    """The pipeline's environment: this venv's tools, the suite's cache (GeoIP), a SQLite MLflow store of its own."""
+def pipeline(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[PipelineWorkspace]:
+    """The module's workspace, its five stages run once and committed; with the suite's cache (GeoIP) and a SQLite
+    MLflow store of its own."""
     store = tmp_path_factory.mktemp("mlflow")
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "FRAUDLAB_CACHE_DIR": str(cache_dir), "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-            "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
+    env = pipeline_environment(cache_dir=cache_dir, tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    root = tmp_path_factory.mktemp("pipeline")
+    workspace = PipelineWorkspace.create(root / "workspace", SMALL_PARAMS, env, remote=root / "remote")
+    assert workspace.repro() == list(STAGES)
+    workspace.commit("pipeline run 1")
+    yield workspace
+    shutil.rmtree(root / "remote", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Iterator[Path]:
-    directory = new_workspace(tmp_path_factory.mktemp("pipeline"), SMALL_PARAMS)
-    _run(directory, "fraudlab", "pipeline", "remote", "--url", str(directory.parent / "remote"), env=env)
-    first = _run(directory, "dvc", "repro", env=env)
-    assert _ran(first) == list(STAGES)
-    _commit(directory, "pipeline run 1", env)
-    yield directory
-    shutil.rmtree(directory.parent / "remote", ignore_errors=True)
+def workspace(pipeline: PipelineWorkspace) -> Path:
+    return pipeline.directory
+
+
+@pytest.fixture(scope="module")
+def env(pipeline: PipelineWorkspace) -> dict[str, str]:
+    return dict(pipeline.env)
+
+
+def _run(workspace: Path, *args: str, env: dict[str, str]):
+    return PipelineWorkspace(workspace, env).run(*args)
 
 
 def test_repro_builds_every_stage_and_writes_the_metrics_the_gate_reads(workspace):
@@ -77,8 +64,8 @@ def test_repro_builds_every_stage_and_writes_the_metrics_the_gate_reads(workspac
 
 def test_a_second_repro_redoes_nothing(workspace, env):
     again = _run(workspace, "dvc", "repro", env=env)
-    assert _ran(again) == []
     assert all(f"Stage '{stage}' didn't change, skipping" in again.stdout for stage in STAGES)
+    assert "Running stage" not in again.stdout
 
 
 def test_push_then_pull_into_an_empty_cache_restores_every_output(workspace, env):
@@ -100,6 +87,9 @@ def test_push_then_pull_into_an_empty_cache_restores_every_output(workspace, env
 def test_the_candidate_is_registered_with_its_data_version_promoted_and_announced(workspace, env, kafka_bootstrap):
     from mlflow import MlflowClient
 
+    from fraudlab.detect.realtime import announcements
+    from fraudlab.detect.registry import versions_table
+
     registered = _run(workspace, "fraudlab", "pipeline", "register", env=env)
     record = json.loads((workspace / "data" / "registered.json").read_text())
     version, outputs = data_version(workspace / "dvc.lock")
@@ -114,16 +104,24 @@ def test_the_candidate_is_registered_with_its_data_version_promoted_and_announce
     _run(workspace, "fraudlab", "pipeline", "promote", env=env)
     decision = json.loads((workspace / "data" / "promotion.json").read_text())
     assert decision["promoted"] is True and decision["candidate_version"] == record["version"]
-    announced = _run(workspace, "fraudlab", "pipeline", "announce", "--bootstrap", kafka_bootstrap, env=env)
-    assert f"announced detector {record['detector']}" in announced.stdout
+    updates = f"model-updates-{uuid.uuid4().hex[:8]}"
+    announced = _run(workspace, "fraudlab", "pipeline", "announce", "--bootstrap", kafka_bootstrap, env={
+        **env, "FRAUDLAB_MODEL_UPDATES_TOPIC": updates})
+    assert f"announced detector {record['detector']} on {updates!r}" in announced.stdout
+    assert announcements(kafka_bootstrap, updates)["detector"].tolist() == [record["detector"]]
+    versions = versions_table(env["MLFLOW_TRACKING_URI"])
+    assert versions.index.tolist() == [record["version"]]
+    row = versions.loc[record["version"]]
+    assert row["data version"] == version and row["trees"] == str(SMALL_PARAMS["train"]["trees"])
+    assert row["real PR-AUC"] == pytest.approx(metrics["real_pr_auc"])
+    assert row["promoted"] == "true" and row["aliases"] == "champion"
 
 
 def test_a_weakened_candidate_is_refused_and_the_champion_stays(workspace, env, kafka_bootstrap):
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["train"]["trees"] = 1
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    rerun = _run(workspace, "dvc", "repro", env=env)
-    assert _ran(rerun) == ["train", "evaluate"], "only the stages that read train.* run again"
+    assert PipelineWorkspace(workspace, env).repro() == ["train", "evaluate"], "only the stages that read train.*"
     diff = json.loads(_run(workspace, "dvc", "metrics", "diff", "--json", env=env).stdout)
     change = diff["data/metrics.json"]["real_pr_auc"]
     assert change["new"] < change["old"], "one tree ranks real frauds worse than thirty"

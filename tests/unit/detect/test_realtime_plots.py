@@ -172,3 +172,15 @@ def test_latency_figure_reads_negative_latencies_on_its_linear_part() -> None:
     assert ax.get_lines()[0].get_xdata().tolist() == [-4.0, 500.0]
     assert ax.get_xlim()[0] == -4.0 and ax.get_xticks().tolist() == [0, 10, 100, 1_000]  # at least up to 1 s
     assert np.isfinite(ax.transData.transform((-4.0, 0.5))).all()
+
+
+def test_model_switches_lists_versions_in_the_order_they_scored():
+    from fraudlab.detect.realtime import model_switches
+
+    scored = pd.DataFrame({"model_version": ["b", "a", "a", "b", "c"],
+                           "scored_at": [T0 + 50, T0 + 10, T0 + 20, T0 + 60, T0 + 90]})
+    switches = model_switches(scored)
+    assert switches["model_version"].tolist() == ["a", "b", "c"]
+    assert switches["records"].tolist() == [2, 2, 1]
+    assert switches["first_scored_ms"].tolist() == [T0 + 10, T0 + 50, T0 + 90]
+    assert switches["last_scored_ms"].tolist() == [T0 + 20, T0 + 60, T0 + 90]
