@@ -81,7 +81,7 @@ def _script_lines(service: dict) -> list[list[str]]:
 
 def test_services_and_their_start_order(compose):
     services = compose["services"]
-    assert set(services) == {"kafka", "redis", "ingestion", "producer", "topics", *FLINK_SERVICES}
+    assert set(services) == {"kafka", "redis", "ingestion", "producer", "topics", *FLINK_SERVICES, "mlflow"}
     assert services["ingestion"]["depends_on"] == {"kafka": HEALTHY, "redis": HEALTHY}
     assert services["producer"]["depends_on"] == {"ingestion": HEALTHY}
     assert services["topics"]["depends_on"] == {"kafka": HEALTHY}
@@ -89,7 +89,7 @@ def test_services_and_their_start_order(compose):
     assert services["detect"]["depends_on"] == {
         "kafka": HEALTHY, "topics": {"condition": "service_completed_successfully"},
         "jobmanager": HEALTHY, "taskmanager": HEALTHY}
-    for name in ("kafka", "redis", "ingestion", "jobmanager", "taskmanager"):
+    for name in ("kafka", "redis", "ingestion", "jobmanager", "taskmanager", "mlflow"):
         assert services[name]["healthcheck"]["test"], f"{name} needs a healthcheck"
     for name in ("topics", "detect"):
         assert services[name]["restart"] == "no", f"{name} is a one-shot step"
@@ -305,3 +305,37 @@ def test_no_shell_variable_is_left_to_compose_interpolation(compose):
         texts += service.get("healthcheck", {}).get("test", [])
         for text in texts:
             assert "$" not in text.replace("$$", ""), f"{name}: unescaped $ in {text[:60]!r}"
+
+
+def _pinned(repo_root: Path, package: str) -> str:
+    """The version constraints.txt pins ``package`` to."""
+    pins = dict(line.split("==", 1) for line in (repo_root / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    return pins[package].strip()
+
+
+def test_mlflow_runs_the_pinned_version_as_fraudlab_mlflow_up_does(compose, repo_root):
+    service = compose["services"]["mlflow"]
+    assert service["image"] == f"ghcr.io/mlflow/mlflow:v{_pinned(repo_root, 'mlflow')}"
+    command = service["command"]
+    options = {word: value for word, value in zip(command, [*command[1:], ""], strict=True)
+               if word.startswith("--") and not value.startswith("--")}
+    assert command[:2] == ["mlflow", "server"] and "--serve-artifacts" in command
+    assert options["--port"] == str(config.MLFLOW_PORT) and options["--host"] == "0.0.0.0"
+    assert options["--workers"] == "1"
+    # the store and the artifacts on the named volume, so both outlive the container
+    volume, _, mount = service["volumes"][0].partition(":")
+    assert volume in compose["volumes"]
+    assert options["--backend-store-uri"] == f"sqlite:///{mount}/mlflow.db"
+    assert options["--artifacts-destination"].startswith(f"{mount}/")
+    allowed = options["--allowed-hosts"].split(",")
+    assert {"mlflow", f"mlflow:{config.MLFLOW_PORT}", f"localhost:{config.MLFLOW_PORT}"} <= set(allowed)
+
+
+def test_mlflow_is_published_on_loopback_and_healthy_when_it_answers(compose):
+    service = compose["services"]["mlflow"]
+    port = config.MLFLOW_PORT
+    assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"] and f"'http://localhost:{port}/health'" in test[3]
+    compile(test[3], "mlflow healthcheck", "exec")
