@@ -6,7 +6,8 @@ parameters, and assert on what it recorded and on what it wrote. The fast
 tests check the committed files themselves: the kernel they name, their
 canonical form, and outputs free of warnings and of this machine's paths.
 (CI also runs the committed notebooks as they are, at their default
-parameters, with ``pytest --nbval-lax notebooks/``.)
+parameters, with ``pytest --nbval-lax``; all but 07, the promotion loop,
+which its test here runs at its default parameters anyway.)
 """
 
 from __future__ import annotations
@@ -76,6 +77,22 @@ def _output_texts(notebook: nbformat.NotebookNode) -> Iterator[tuple[str, str, s
                 for mime, data in output.get("data", {}).items():
                     if mime not in BINARY_MIME_TYPES:
                         yield where, mime, data if isinstance(data, str) else json.dumps(data)
+
+
+def _processes_under(directory: Path) -> dict[int, str]:
+    """The live processes (pid: name) whose command line names a path in ``directory`` or that run in it."""
+    import os
+
+    inside = f"{directory}{os.sep}"
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if inside in command or f"{os.readlink(proc / 'cwd')}{os.sep}".startswith(inside):
+                found[int(proc.name)] = (proc / "comm").read_text().strip()
+        except OSError:  # exited meanwhile, or not ours to read
+            continue
+    return found
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda path: path.name)
@@ -222,7 +239,6 @@ def test_05_trains_a_detector_that_holds_on_real_rows_and_logs_it_to_mlflow(tmp_
 def test_06_scores_every_acknowledged_transaction_once_live_on_flink_and_leaves_no_process(tmp_path):
     """Broker, Flink job and service started by the notebook, in tmp_path: while it runs, their JVMs are seen (by
     command line or working directory, papermill's cwd); once it ended, none of them is left."""
-    import os
     import threading
     import time
 
@@ -230,16 +246,7 @@ def test_06_scores_every_acknowledged_transaction_once_live_on_flink_and_leaves_
     from fraudlab.infra.process import free_port
 
     def processes_of_this_run() -> dict[int, str]:
-        inside = f"{tmp_path}{os.sep}"
-        found = {}
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                command = (proc / "cmdline").read_bytes().decode(errors="replace")
-                if inside in command or f"{os.readlink(proc / 'cwd')}{os.sep}".startswith(inside):
-                    found[int(proc.name)] = (proc / "comm").read_text().strip()
-            except OSError:  # exited meanwhile, or not ours to read
-                continue
-        return found
+        return _processes_under(tmp_path)
 
     seen: dict[int, str] = {}
     finished = threading.Event()
@@ -275,6 +282,53 @@ def test_06_scores_every_acknowledged_transaction_once_live_on_flink_and_leaves_
     assert list(seen.values()).count("java") >= 2, f"the broker's and Flink's JVMs were not seen: {seen}"
     deadline = time.monotonic() + 15  # the kernel itself may take a moment to exit
     while (left := processes_of_this_run()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == {}, f"processes of this run still alive: {left}"
+
+
+#: The hot-reload bound the scoring job promises: an announced model scores records within this many seconds.
+RELOAD_BOUND_MS = 10_000
+DAG_TASKS = ("check_data", "repro", "push", "register", "promote", "announce")
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.timeout(2400)
+def test_07_closes_the_loop_a_better_model_goes_live_a_worse_one_is_refused(tmp_path):
+    """The promotion loop end to end: a live Flink job scoring a stream, Airflow's DAG promoting a better candidate
+    that the job switches to within the hot-reload bound, then refusing a worse one; no record lost or doubled."""
+    import time
+
+    from fraudlab.infra.process import free_port
+
+    results = _execute("07_continuous_training.ipynb", tmp_path, broker_port=free_port(),
+                       controller_port=free_port(), broker_dir=str(tmp_path / "broker"),
+                       work_dir=str(tmp_path / "work"))
+    # the first champion, by hand: every stage ran
+    assert results["first_stages"] == ["simulate", "fit", "streams", "train", "evaluate"]
+    assert results["first_version"] == 1
+    # the better candidate: the whole DAG succeeded, DVC saw the PR-AUC rise, the gate promoted it
+    assert results["better_dag_state"] == "success"
+    assert results["better_tasks"] == dict.fromkeys(DAG_TASKS, "success")
+    assert results["better_real_pr_auc_change"] > 0 and results["better_promoted"] is True
+    assert results["better_version"] == 2
+    # the worse candidate: registered, refused, champion kept, nothing announced
+    assert results["worse_dag_state"] == "success" and results["worse_tasks"] == dict.fromkeys(DAG_TASKS, "success")
+    assert results["worse_real_pr_auc_change"] < 0 and results["worse_promoted"] is False
+    assert results["worse_champion_version"] == 2 and results["champion_alias"] == [2]
+    detectors = results["detectors"]
+    assert results["announced_detectors"] == [detectors["better"]], "only the promoted candidate was announced"
+    # the live stream: exactly once across the switch, one clean switch within the bound, kept after the refusal
+    assert results["published"] > 1_000
+    assert results["scored"] == results["distinct_scored"] == results["published"]
+    assert results["late_records"] == 0
+    assert results["model_versions_in_order"] == [detectors["first"], detectors["better"]]
+    assert results["old_after_switch"] == 0
+    assert 0 < results["switch_ms"] <= RELOAD_BOUND_MS
+    assert results["versions_after_refusal"] == [detectors["better"]]
+    assert results["job_state_after_stop"] is None and results["broker_stopped"] is True
+    deadline = time.monotonic() + 15  # the kernel itself may take a moment to exit
+    while (left := _processes_under(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert left == {}, f"processes of this run still alive: {left}"
 
