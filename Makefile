@@ -22,7 +22,7 @@ AIRFLOW_IMPORTS := import airflow.sdk, airflow.providers.standard.operators.bash
 PYTEST_ARGS ?=
 
 .PHONY: help install flink-venv airflow-venv jars geoip demo test lint proto lock lock-flink lock-airflow lab kernel \
-	notebooks broker-up broker-down mlflow flink airflow clean
+	notebooks broker-up broker-down mlflow flink airflow gateway clean
 
 help:
 	@echo "make demo     run the pipeline demo on a local Kafka broker"
@@ -32,7 +32,8 @@ help:
 	@echo "make flink    a local standalone Flink cluster (prints its web UI's URL)"
 	@echo "make airflow  Airflow standalone with the continuous-training DAG (prints its URL and login)"
 	@echo "make notebooks  re-execute the notebooks and keep their outputs"
-	@echo "make proto    regenerate fraudlab/schema/proto from proto/fraud/v1"
+	@echo "make gateway  build the Go ingestion gateway (fraudlab serve --engine go runs it)"
+	@echo "make proto    regenerate fraudlab/schema/proto and gateway/internal/fraudpb from proto/fraud/v1"
 	@echo "make lock     refresh constraints.txt from the current venv"
 	@echo "make lock-flink  re-resolve requirements-flink.txt and refresh constraints-flink.txt"
 	@echo "make lock-airflow  re-resolve requirements-airflow.txt and refresh constraints-airflow.txt"
@@ -84,6 +85,12 @@ geoip: install
 	@echo "==> Downloading the open GeoIP databases (DB-IP City Lite, IP-to-ASN) into the cache (about 85 MB, once)"
 	$(BIN)/fraudlab geoip fetch
 
+# The Go ingestion gateway (gateway/bin/fraudlab-gateway, untracked), with the machine's Go; modules come from the Go
+# module proxy into Go's own cache, checked against the committed go.sum. Incremental: about a second when up to date.
+gateway: install
+	@echo "==> Building the Go ingestion gateway (the first time: its modules from the Go proxy, about a minute)"
+	$(BIN)/fraudlab gateway build
+
 demo: jars geoip flink-venv
 	$(BIN)/fraudlab demo
 
@@ -96,7 +103,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 NBVAL_NOTEBOOKS := $(filter-out notebooks/07_continuous_training.ipynb,$(NOTEBOOKS))
 
 # The suite and the committed notebooks as committed (nbval, default parameters), in one pytest run.
-test: jars geoip flink-venv airflow-venv lint $(KERNEL)
+test: jars geoip flink-venv airflow-venv gateway lint $(KERNEL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests $(NBVAL_NOTEBOOKS) --nbval-lax \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg
 

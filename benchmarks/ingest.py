@@ -261,10 +261,12 @@ async def streaming(target: str, batches: list[TransactionBatch], *, window: int
 
 
 @contextlib.contextmanager
-def running_server(arguments: list[str]) -> Iterator[tuple[str, int]]:
-    """``python ARGUMENTS --port P`` as a child process; yields (target, pid) once its health says SERVING."""
+def running_server(arguments: list[str], *, program: str = sys.executable,
+                   environ: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """``PROGRAM ARGUMENTS --port P`` (Python by default) as a child process; yields (target, pid) once its health
+    says SERVING."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, *arguments, "--port", str(port)],
+    process = subprocess.Popen([program, *arguments, "--port", str(port)], env=environ,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     try:
@@ -461,26 +463,37 @@ def round_trip_lines(round_trips: dict[str, list[float]]) -> str:
                      for label, values in round_trips.items())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def client_arguments(doc: str | None, *, stream_count: int) -> argparse.ArgumentParser:
+    """The options every gRPC benchmark here takes: the broker, repeats, unary and stream sizes, the unary driver."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--bootstrap", help="Kafka to use [default: start a local broker on free ports].")
     parser.add_argument("--repeats", type=int, default=3, help="Times the whole set of rows is measured.")
-    parser.add_argument("--stream-count", type=int, default=400_000, help="Transactions in the max-rate runs.")
+    parser.add_argument("--stream-count", type=int, default=stream_count, help="Transactions in the max-rate runs.")
     parser.add_argument("--unary-seconds", type=float, default=5.0, help="Duration of each unary run.")
-    parser.add_argument("--paced-seconds", type=float, default=8.0, help="Duration of each paced run.")
     parser.add_argument("--window", type=int, default=8, help="Stream batches in flight.")
     parser.add_argument("--ghz", type=Path, help="ghz binary for the unary rows [default: PATH, then the cache].")
     parser.add_argument("--python-client", action="store_true", help="Drive unary calls from Python even with ghz.")
+    return parser
+
+
+def broker_for(stack: contextlib.ExitStack, bootstrap: str | None) -> str:
+    """``bootstrap``, or a local broker on free ports in a temporary directory, stopped and purged with ``stack``."""
+    if bootstrap is not None:
+        return bootstrap
+    state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fraudlab-bench-")))
+    return stack.enter_context(LocalBroker(
+        BrokerSettings(port=free_port(), controller_port=free_port(), state_dir=state), purge_on_exit=True))
+
+
+def main() -> None:
+    parser = client_arguments(__doc__, stream_count=400_000)
+    parser.add_argument("--paced-seconds", type=float, default=8.0, help="Duration of each paced run.")
     parser.add_argument("--redis", help="Redis URL for the Redis rows [default: start a local redis-server].")
     args = parser.parse_args()
     ghz = None if args.python_client else find_ghz(args.ghz)
     load = os.getloadavg()
     with contextlib.ExitStack() as stack:
-        bootstrap = args.bootstrap
-        if bootstrap is None:
-            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fraudlab-bench-")))
-            bootstrap = stack.enter_context(LocalBroker(
-                BrokerSettings(port=free_port(), controller_port=free_port(), state_dir=state), purge_on_exit=True))
+        bootstrap = broker_for(stack, args.bootstrap)
         redis_url = args.redis or stack.enter_context(LocalRedis(RedisSettings(
             port=free_port(), state_dir=Path(stack.enter_context(tempfile.TemporaryDirectory()))), purge_on_exit=True))
         bench = Bench(Plan(bootstrap, args.stream_count, args.unary_seconds, args.paced_seconds, args.window, ghz,

@@ -59,8 +59,11 @@ __all__ = ["health", "produce", "serve"]
               "[env REDIS_URL; default: this process's memory].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server processes on one port (SO_REUSEPORT), supervised; more than 1 needs --redis.")
+@click.option("--engine", type=click.Choice(["python", "go"]), default="python", show_default=True,
+              envvar="FRAUDLAB_ENGINE", help="The Python server, or the Go gateway (built on first use; same "
+              "contract, more unary calls per second) [env FRAUDLAB_ENGINE].")
 def serve(bootstrap: str, topic: str, partitions: int, host: str, port: int, tls_cert: Path | None,
-          tls_key: Path | None, tokens: tuple[str, ...], redis_url: str | None, workers: int,
+          tls_key: Path | None, tokens: tuple[str, ...], redis_url: str | None, workers: int, engine: str,
           **limits: float) -> None:
     """Run the gRPC ingestion service (FraudIngestion) in front of Kafka until SIGTERM/SIGINT."""
     from fraudlab.ingest.service import ServiceSettings, run_server
@@ -71,10 +74,19 @@ def serve(bootstrap: str, topic: str, partitions: int, host: str, port: int, tls
     settings = ServiceSettings(bootstrap=bootstrap, topic=topic, partitions=partitions, host=host, port=port,
                                tls_cert=tls_cert, tls_key=tls_key, tokens=tokens, redis_url=redis_url,
                                **limits)  # type: ignore[arg-type]
+    if engine == "go":
+        from fraudlab.ingest.gateway import build_gateway
+
+        build_gateway()
     if workers > 1:
         from fraudlab.ingest.workers import supervise
 
-        supervise(settings, workers, echo=_echo_err)
+        supervise(settings, workers, engine=engine, echo=_echo_err)
+    elif engine == "go":
+        from fraudlab.ingest.gateway import gateway_command, gateway_environment
+
+        command = gateway_command(settings)
+        os.execve(command[0], command, gateway_environment(settings))
     else:
         run_server(settings, echo=_echo_err)
 

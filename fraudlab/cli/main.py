@@ -22,6 +22,7 @@ from fraudlab.cli.demo import demo
 from fraudlab.cli.detect import detect, promote, score, train
 from fraudlab.cli.evaluate import evaluate_command
 from fraudlab.cli.flink import flink
+from fraudlab.cli.gateway import gateway
 from fraudlab.cli.generate import fit, generate_command, sample, simulate_command
 from fraudlab.cli.geoip import geoip
 from fraudlab.cli.ingest import health, produce, serve
@@ -70,7 +71,7 @@ def _configure_logging(debug: bool) -> None:
 
 
 for _command in (broker, redis, mlflow, flink, demo, fit, sample, simulate_command, generate_command, geoip, serve,
-                 health, produce, consume, evaluate_command, train, score, promote, detect, pipeline, airflow):
+                 health, produce, consume, evaluate_command, train, score, promote, detect, pipeline, airflow, gateway):
     cli.add_command(_command)
 
 

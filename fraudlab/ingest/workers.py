@@ -52,12 +52,30 @@ def _decode(text: str) -> ServiceSettings:
     return ServiceSettings(**values)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Launch:
+    """How to start one worker: its command, what it reads on stdin (None: nothing), its environment (None: ours)."""
+
+    command: list[str]
+    stdin: str | None = None
+    env: dict[str, str] | None = None
+
+
+def _launch(settings: ServiceSettings, engine: str) -> _Launch:
+    """A Python worker reads its settings as JSON on stdin; a Go one takes them as flags and environment."""
+    if engine == "go":
+        from fraudlab.ingest.gateway import gateway_command, gateway_environment
+
+        return _Launch(gateway_command(settings), env=gateway_environment(settings))
+    return _Launch([sys.executable, "-m", "fraudlab.ingest.workers"], stdin=_encode(settings))
+
+
 class _Worker:
     """One worker process and the thread that forwards its output."""
 
-    def __init__(self, index: int, settings: str, echo: Callable[[str], None]) -> None:
+    def __init__(self, index: int, launch: _Launch, echo: Callable[[str], None]) -> None:
         self.index = index
-        self._settings = settings
+        self._launch = launch
         self._echo = echo
         self.process: subprocess.Popen[str] | None = None
         self.ready = threading.Event()
@@ -66,12 +84,15 @@ class _Worker:
 
     def start(self) -> None:
         self.ready.clear()
+        launch = self._launch
         process = subprocess.Popen(
-            [*die_with_caller_prefix(), sys.executable, "-m", "fraudlab.ingest.workers"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        assert process.stdin is not None and process.stderr is not None
-        process.stdin.write(self._settings)
-        process.stdin.close()
+            [*die_with_caller_prefix(), *launch.command], env=launch.env,
+            stdin=subprocess.DEVNULL if launch.stdin is None else subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        assert process.stderr is not None
+        if process.stdin is not None and launch.stdin is not None:
+            process.stdin.write(launch.stdin)
+            process.stdin.close()
         self.process = process
         self._echo(f"[worker {self.index}] started (pid {process.pid})")
         self._forwarder = threading.Thread(target=self._forward, args=(process.stderr,), daemon=True,
@@ -105,8 +126,11 @@ class _Worker:
         return code
 
 
-def supervise(settings: ServiceSettings, workers: int, *, echo: Callable[[str], None] = print) -> None:
+def supervise(settings: ServiceSettings, workers: int, *, engine: str = "python",
+              echo: Callable[[str], None] = print) -> None:
     """Run ``workers`` server processes on ``settings.port`` until SIGTERM/SIGINT; restart any that dies.
+
+    ``engine`` "go" runs Go gateways (already built) as the workers; they share the same Redis state.
 
     Raises:
         ServiceError: fewer than 2 workers or no Redis (the memory backend cannot be shared), or a worker
@@ -116,8 +140,8 @@ def supervise(settings: ServiceSettings, workers: int, *, echo: Callable[[str], 
         raise ServiceError(f"workers={workers} with redis_url={'set' if settings.redis_url else None}: supervised "
                            "workers need at least 2 processes and a Redis to share dedup and rate limits (--redis).")
     port = settings.port or free_port(settings.host)
-    encoded = _encode(dataclasses.replace(settings, port=port, reuse_port=True))
-    pool = [_Worker(index, encoded, echo) for index in range(1, workers + 1)]
+    launch = _launch(dataclasses.replace(settings, port=port, reuse_port=True), engine)
+    pool = [_Worker(index, launch, echo) for index in range(1, workers + 1)]
     stopping = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stopping.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -1,4 +1,4 @@
-"""Generate the Python protobuf and gRPC modules, and a descriptor set, from ``proto/fraud/v1/*.proto``.
+"""Generate the Python and Go protobuf and gRPC code, and a descriptor set, from ``proto/fraud/v1/*.proto``.
 
 Run it as ``make proto`` (or ``python -m fraudlab.schema.protogen``). The generated
 files are committed under ``fraudlab/schema/proto/`` and never edited by hand; a test
@@ -13,6 +13,12 @@ with any protobuf runtime.
 
 The include path maps ``proto/fraud/v1`` onto ``fraudlab/schema/proto`` so the
 generated gRPC module imports its messages as ``fraudlab.schema.proto.fraud_pb2``.
+
+The Go gateway's package ``gateway/internal/fraudpb`` comes from the same
+protoc (grpcio-tools', pinned by constraints.txt) with the plugins
+protoc-gen-go and protoc-gen-go-grpc at the versions ``gateway/go.mod`` pins
+as tools; the proto file names its Go package nowhere (``M`` options map it),
+so adding Go changed no byte of the Python stubs.
 """
 
 from __future__ import annotations
@@ -20,13 +26,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["DESCRIPTOR_SET", "PROTO_SOURCE_DIR", "generate"]
+__all__ = ["DESCRIPTOR_SET", "GO_PACKAGE_DIR", "PROTO_SOURCE_DIR", "generate", "generate_go"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTO_SOURCE_DIR = REPO_ROOT / "proto" / "fraud" / "v1"
 PACKAGE_PREFIX = "fraudlab/schema/proto"
 #: The descriptor set's file name, next to the generated modules.
 DESCRIPTOR_SET = "fraud.desc"
+GO_MODULE = "fraudlab/gateway"
+#: Where the Go package lands, relative to the repository root.
+GO_PACKAGE_DIR = "gateway/internal/fraudpb"
+_GO_PLUGINS = {"protoc-gen-go": "google.golang.org/protobuf/cmd/protoc-gen-go",
+               "protoc-gen-go-grpc": "google.golang.org/grpc/cmd/protoc-gen-go-grpc"}
 
 
 def generate(output_root: Path = REPO_ROOT, source_dir: Path = PROTO_SOURCE_DIR) -> list[Path]:
@@ -58,7 +69,41 @@ def generate(output_root: Path = REPO_ROOT, source_dir: Path = PROTO_SOURCE_DIR)
     return sorted([*out_dir.glob("*_pb2*"), out_dir / DESCRIPTOR_SET])
 
 
+def generate_go(output_root: Path = REPO_ROOT, source_dir: Path = PROTO_SOURCE_DIR) -> list[Path]:
+    """Compile the protos into ``output_root/gateway/internal/fraudpb`` (messages, gRPC service); return the files.
+
+    The two protoc plugins are built from ``gateway/go.mod``'s tool dependencies into a temporary folder first.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    from grpc_tools import protoc
+
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError("Generating the Go gateway's stubs needs the Go toolchain on PATH (go 1.26 or newer).")
+    protos = sorted(source_dir.glob("*.proto"))
+    out_root = output_root / "gateway"
+    with tempfile.TemporaryDirectory(prefix="fraudlab-protoc-go-") as plugins:
+        subprocess.run([go, "build", "-o", plugins, *_GO_PLUGINS.values()], cwd=REPO_ROOT / "gateway", check=True)
+        mappings = [f"M{PACKAGE_PREFIX}/{proto.name}={GO_MODULE}/internal/fraudpb" for proto in protos]
+        (out_root / "internal" / "fraudpb").mkdir(parents=True, exist_ok=True)
+        args = [
+            "grpc_tools.protoc",
+            f"--proto_path={PACKAGE_PREFIX}={source_dir}",
+            *(f"--plugin={name}={Path(plugins) / name}" for name in _GO_PLUGINS),
+            f"--go_out={out_root}", f"--go_opt=module={GO_MODULE}",
+            f"--go-grpc_out={out_root}", f"--go-grpc_opt=module={GO_MODULE}",
+            *(f"--go_opt={m}" for m in mappings), *(f"--go-grpc_opt={m}" for m in mappings),
+            *(f"{PACKAGE_PREFIX}/{proto.name}" for proto in protos),
+        ]
+        if protoc.main(args) != 0:
+            raise RuntimeError(f"protoc (Go) failed for {', '.join(p.name for p in protos)}")
+    return sorted((output_root / GO_PACKAGE_DIR).glob("*.go"))
+
+
 if __name__ == "__main__":
-    for path in generate():
+    for path in [*generate(), *generate_go()]:
         print(path.relative_to(REPO_ROOT))
     sys.exit(0)

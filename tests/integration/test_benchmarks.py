@@ -82,6 +82,29 @@ def test_ingest_benchmark_reports_every_row_for_every_repeat(kafka_bootstrap):
     assert all(float(value) > 0 for value in trips.values()), trips
 
 
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_gateway_benchmark_reports_all_four_servers_side_by_side(kafka_bootstrap):
+    """Python and Go, real servers and empty floors, each at three concurrencies and a stream, every repeat."""
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gateway.py"), "--bootstrap", kafka_bootstrap, "--repeats", "2",
+         "--stream-count", "3000", "--unary-seconds", "0.5", "--python-client"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = {}
+    for line in completed.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 7 and ": " in cells[0]:
+            rows[cells[0]] = (float(cells[1].replace(",", "")), cells[3])
+    servers = ("Python floor", "Go floor", "Python server", "Go gateway")
+    kinds = ("unary, concurrency 1", "unary, concurrency 16", "unary, concurrency 64", "StreamTransactions, max rate")
+    assert set(rows) == {f"{server}: {kind}" for server in servers for kind in kinds}
+    assert all(rate > 0 for rate, _ in rows.values()), rows
+    assert {ratio for row, (_, ratio) in rows.items() if row.startswith("Python server")} == {"1.00x"}
+    assert "2 repeats" in completed.stdout and "a grpc.aio client" in completed.stdout
+
+
 @pytest.mark.slow
 def test_accounts_benchmark_quick_run_reports_every_table():
     """Needs the GeoIP index (`fraudlab geoip fetch`), like `fraudlab generate`."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -22,6 +24,15 @@ HEALTHY = {"condition": "service_healthy"}
 FLINK_SERVICES = ("jobmanager", "taskmanager", "detect")
 #: The broker's listener for other containers (its advertised INTERNAL listener).
 INTERNAL_BOOTSTRAP = "kafka:19092"
+#: The flags of the Go ingestion gateway (gateway/cmd/fraudlab-gateway), the names and meanings of `fraudlab serve`'s,
+#: with --lua-dir for the folder of fraudlab's Lua scripts; those of them that take no value.
+GATEWAY_FLAGS = frozenset({
+    "bootstrap", "topic", "partitions", "host", "port", "tls-cert", "tls-key", "rate-limit", "rate-burst",
+    "dedup-window", "dedup-capacity", "redis-lease", "max-message-bytes", "ack-timeout", "grace", "flush-timeout",
+    "max-future-ms", "stream-window", "startup-timeout", "reuse-port", "lua-dir"})
+GATEWAY_BOOL_FLAGS = frozenset({"reuse-port"})
+#: What the gateway reads from its environment: the accepted bearer tokens and the Redis URL.
+GATEWAY_ENV = frozenset({"FRAUDLAB_TOKENS", "REDIS_URL"})
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +92,18 @@ def _script_lines(service: dict) -> list[list[str]]:
 
 def test_services_and_their_start_order(compose):
     services = compose["services"]
-    assert set(services) == {"kafka", "redis", "ingestion", "producer", "topics", *FLINK_SERVICES, "mlflow"}
+    assert set(services) == {"kafka", "redis", "ingestion", "gateway", "producer", "topics", *FLINK_SERVICES,
+                             "mlflow"}
     assert services["ingestion"]["depends_on"] == {"kafka": HEALTHY, "redis": HEALTHY}
-    assert services["producer"]["depends_on"] == {"ingestion": HEALTHY}
+    assert services["gateway"]["depends_on"] == services["ingestion"]["depends_on"]
+    # the gateway only with the go profile: an optional dependency that is not enabled is dropped
+    assert services["producer"]["depends_on"] == {"ingestion": HEALTHY, "gateway": {**HEALTHY, "required": False}}
     assert services["topics"]["depends_on"] == {"kafka": HEALTHY}
     assert services["taskmanager"]["depends_on"] == {"jobmanager": HEALTHY}
     assert services["detect"]["depends_on"] == {
         "kafka": HEALTHY, "topics": {"condition": "service_completed_successfully"},
         "jobmanager": HEALTHY, "taskmanager": HEALTHY}
-    for name in ("kafka", "redis", "ingestion", "jobmanager", "taskmanager", "mlflow"):
+    for name in ("kafka", "redis", "ingestion", "gateway", "jobmanager", "taskmanager", "mlflow"):
         assert services[name]["healthcheck"]["test"], f"{name} needs a healthcheck"
     for name in ("topics", "detect"):
         assert services[name]["restart"] == "no", f"{name} is a one-shot step"
@@ -126,18 +140,66 @@ def test_fraudlab_services_point_at_the_internal_listener_and_expose_50051(compo
     assert "ingestion:50051" in services["producer"]["command"]
 
 
-def test_every_referenced_file_exists(compose, repo_root):
+def _copied_sources(dockerfile: Path) -> list[str]:
+    """What a Dockerfile copies from the build context (not ``COPY --from`` another stage)."""
+    sources = []
+    for kind, rest in Dockerfile.read(dockerfile).instructions:
+        words = rest.split()
+        if kind == "COPY" and not any(word.startswith("--from=") for word in words):
+            sources += [word for word in words[:-1] if not word.startswith("--")]
+    return sources
+
+
+def _built_dockerfiles(compose, repo_root: Path) -> dict[Path, Path]:
+    """Each Dockerfile the file builds, with its build context."""
+    built = {}
     for service in compose["services"].values():
         build = service.get("build")
         if build:
             context = repo_root / build["context"]
-            dockerfile = context / build.get("dockerfile", "Dockerfile")
-            assert dockerfile.is_file()
-            for line in dockerfile.read_text().splitlines():
-                if line.startswith("COPY "):
-                    for source in line.split()[1:-1]:
-                        if not source.startswith("--"):
-                            assert (context / source).exists(), f"{dockerfile.name} copies missing {source}"
+            built[context / build.get("dockerfile", "Dockerfile")] = context
+    return built
+
+
+def test_every_referenced_file_exists(compose, repo_root):
+    built = _built_dockerfiles(compose, repo_root)
+    assert repo_root / "gateway" / "Dockerfile" in built
+    for dockerfile, context in built.items():
+        assert dockerfile.is_file()
+        assert _copied_sources(dockerfile), f"{dockerfile.name} copies nothing from its context"
+        for source in _copied_sources(dockerfile):
+            assert (context / source).exists(), f"{dockerfile.name} copies missing {source}"
+
+
+def _dockerignore_pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore line as Docker reads it: from the context root, ``**`` across folders, ``*`` within one."""
+    text = re.escape(pattern.strip("/")).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*")
+    return re.compile(text.replace(r"\*", "[^/]*").replace(r"\?", "[^/]") + "$")
+
+
+def _docker_ignored(lines: list[str], path: str) -> bool:
+    """Whether ``path`` (from the context root) stays out of the context: it or a folder above it matches, last wins."""
+    parts = PurePosixPath(path).parts
+    ignored = False
+    for line in lines:
+        negated = line.startswith("!")
+        pattern = _dockerignore_pattern(line.removeprefix("!"))
+        if any(pattern.match("/".join(parts[:end])) for end in range(1, len(parts) + 1)):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignore_keeps_out_no_file_an_image_copies(compose, repo_root):
+    lines = [line.strip() for line in (repo_root / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    for path in (".venv/bin/python", ".git/HEAD", "gateway/bin/fraudlab-gateway", "fraudlab/__pycache__/x.pyc"):
+        assert _docker_ignored(lines, path), f"{path} would be sent with every build"
+    for dockerfile, context in _built_dockerfiles(compose, repo_root).items():
+        for source in _copied_sources(dockerfile):
+            listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", source],
+                                    cwd=context, capture_output=True, text=True, check=True).stdout.split()
+            for path in [source, *listed]:
+                assert not _docker_ignored(lines, path), f"{dockerfile.name} copies {path}, which .dockerignore drops"
 
 
 def _fraudlab_invocations(compose) -> list[list[str]]:
@@ -339,3 +401,182 @@ def test_mlflow_is_published_on_loopback_and_healthy_when_it_answers(compose):
     test = service["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"] and f"'http://localhost:{port}/health'" in test[3]
     compile(test[3], "mlflow healthcheck", "exec")
+
+
+# --------------------------------------------------------------------------- the Go ingestion gateway (profile go)
+
+
+@pytest.fixture(scope="module")
+def gateway_image(repo_root) -> Dockerfile:
+    return Dockerfile.read(repo_root / "gateway" / "Dockerfile")
+
+
+def _stages(image: Dockerfile) -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage, one list a FROM."""
+    stages: list[list[tuple[str, str]]] = []
+    for kind, rest in image.instructions:
+        if kind == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((kind, rest))
+    return stages
+
+
+def _entrypoint(image: Dockerfile) -> list[str]:
+    (entrypoint,) = [rest for kind, rest in _stages(image)[-1] if kind == "ENTRYPOINT"]
+    argv = json.loads(entrypoint)
+    assert isinstance(argv, list), "exec form: the gateway is PID 1 and gets SIGTERM itself (no shell in the image)"
+    return argv
+
+
+def _gateway_options(argv: list[str]) -> dict[str, str | bool]:
+    """``--flag value``, ``--flag=value`` and bare boolean flags, as Go's flag package reads the gateway's; only its."""
+    options: dict[str, str | bool] = {}
+    words = iter(argv)
+    for word in words:
+        # Go's flag package stops at the first word that is no flag and the gateway ignores the rest: none may be there
+        assert word.startswith("--"), f"{word!r} is no flag: the gateway would ignore it and every flag after it"
+        name, equals, value = word[2:].partition("=")
+        assert name in GATEWAY_FLAGS, f"--{name} is not a flag of fraudlab-gateway"
+        assert name not in options, f"--{name} is given twice"
+        if name in GATEWAY_BOOL_FLAGS:
+            options[name] = value.lower() not in ("false", "0") if equals else True
+        elif equals:
+            options[name] = value
+        else:
+            following = next(words, None)
+            assert following is not None, f"--{name} needs a value"
+            options[name] = following
+    return options
+
+
+@pytest.mark.parametrize("argv", [["--workers", "2"], ["--port", "50051", "serve"], ["--port"],
+                                  ["-port", "50051"], ["--port", "1", "--port=2"], ["--redis", "redis://redis"]])
+def test_gateway_options_refuse_what_the_gateway_would_not_take(argv):
+    with pytest.raises(AssertionError):
+        _gateway_options(argv)
+
+
+def _gateway_argv(compose, gateway_image) -> dict[str, str | bool]:
+    """The gateway's flags in the container: the image's ENTRYPOINT, then the service's command (replacing CMD)."""
+    command = compose["services"]["gateway"]["command"]
+    assert isinstance(command, list) and all(isinstance(word, str) for word in command)
+    return _gateway_options(_entrypoint(gateway_image)[1:] + command)
+
+
+def test_gateway_flags_are_the_gateways_own(repo_root):
+    """GATEWAY_FLAGS above are what gateway/cmd/fraudlab-gateway declares (its flag.FlagSet)."""
+    source = "\n".join(path.read_text() for path in (repo_root / "gateway/cmd/fraudlab-gateway").glob("*.go"))
+    declared = set(re.findall(r'flags\.\w+\("([\w-]+)"', source))
+    assert not GATEWAY_FLAGS - declared, f"the gateway lacks {sorted(GATEWAY_FLAGS - declared)}"
+    assert set(re.findall(r'flags\.Bool\("([\w-]+)"', source)) & GATEWAY_FLAGS == GATEWAY_BOOL_FLAGS
+    assert set(re.findall(r'os\.Getenv\("(\w+)"\)', source)) == GATEWAY_ENV
+
+
+def test_only_the_gateway_is_in_a_profile(compose):
+    """`docker compose up` starts what it always did; the gateway only with `--profile go`."""
+    services = compose["services"]
+    assert services["gateway"]["profiles"] == ["go"]
+    assert [name for name, service in services.items() if "profiles" in service] == ["gateway"]
+
+
+def test_gateway_builds_gateway_dockerfile_from_the_repository_root(compose, repo_root, gateway_image):
+    assert compose["services"]["gateway"]["build"] == {"context": ".", "dockerfile": "gateway/Dockerfile"}
+    assert "image" not in compose["services"]["gateway"]
+    copied = _copied_sources(repo_root / "gateway" / "Dockerfile")
+    assert {"gateway/go.mod", "gateway/go.sum", "gateway/"} <= set(copied)
+    assert (repo_root / "gateway" / "go.sum").is_file(), "go.sum is committed: the image builds what was tested"
+
+
+def _go_line(repo_root: Path) -> str:
+    (version,) = re.findall(r"^go (\S+)$", (repo_root / "gateway" / "go.mod").read_text(), re.MULTILINE)
+    return version
+
+
+def test_gateway_builder_is_the_go_release_of_go_mod_and_the_binary_static(gateway_image, repo_root):
+    build, final = _stages(gateway_image)
+    go = _go_line(repo_root)
+    assert build[0] == ("FROM", f"golang:{go}-bookworm AS build"), f"gateway/go.mod says go {go}"
+    assert ("ENV", "CGO_ENABLED=0") in build, "a static binary: the final image has no libc"
+    (compile_,) = [shlex.split(rest) for kind, rest in build if kind == "RUN" and "go build" in rest]
+    assert compile_[:2] == ["go", "build"] and compile_[-1] == "./cmd/fraudlab-gateway"
+    assert ("WORKDIR", "/src/gateway") in build, "built inside the module, from gateway/"
+    binary = compile_[compile_.index("-o") + 1]
+    assert final[0][1] == "gcr.io/distroless/static-debian12:nonroot"
+    (copy,) = [rest.split() for kind, rest in final if kind == "COPY" and rest.startswith("--from=build ")]
+    assert binary in copy[1:-1]
+    assert _entrypoint(gateway_image)[0] == f"{copy[-1]}{PurePosixPath(binary).name}"
+
+
+def test_gateway_image_ships_the_lua_scripts_where_lua_dir_points(gateway_image, compose, repo_root):
+    lua = repo_root / "fraudlab" / "ingest" / "lua"
+    assert sorted(path.name for path in lua.glob("*.lua")), "the gateway's Redis scripts are fraudlab's own"
+    final = _stages(gateway_image)[-1]
+    (copy,) = [rest.split() for kind, rest in final if kind == "COPY" and rest.split()[0].startswith("fraudlab/")]
+    assert PurePosixPath(copy[0]) == PurePosixPath("fraudlab/ingest/lua") and copy[0].endswith("/")
+    options = _gateway_argv(compose, gateway_image)
+    assert PurePosixPath(options["lua-dir"]) == PurePosixPath(copy[1]) and copy[1].endswith("/")
+    assert "lua-dir" in _gateway_options(_entrypoint(gateway_image)[1:]), "the image, not compose, knows the path"
+
+
+def _serve_params(service: dict, monkeypatch) -> dict:
+    """What `fraudlab serve` resolves in the service's container: its command, then its environment for the rest."""
+    serve = cli.commands["serve"]
+    for param in serve.params:
+        envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+        for name in envvars:
+            monkeypatch.delenv(name, raising=False)
+    for name, value in service["environment"].items():
+        monkeypatch.setenv(name, str(value))
+    command = service["command"]
+    return serve.make_context("serve", command[command.index("serve") + 1:]).params
+
+
+def _published(mapping: str) -> tuple[str, int, int]:
+    """``[HOST:]PUBLISHED:TARGET`` as (interface, published port, container port); no interface is every one."""
+    *interface, published, target = mapping.split(":")
+    return (interface[0] if interface else "0.0.0.0"), int(published), int(target)
+
+
+def test_gateway_serves_what_the_python_ingestion_serves(compose, gateway_image, monkeypatch):
+    services = compose["services"]
+    python = _serve_params(services["ingestion"], monkeypatch)
+    gateway = _gateway_argv(compose, gateway_image)
+    # the same broker, topic, partitions and port, given explicitly (the gateway's defaults are for a laptop)
+    assert gateway["bootstrap"] == python["bootstrap"] == INTERNAL_BOOTSTRAP
+    assert gateway["topic"] == python["topic"] == config.TOPIC
+    assert int(gateway["partitions"]) == python["partitions"] == config.TOPIC_PARTITIONS
+    assert int(gateway["port"]) == python["port"] == config.SERVICE_PORT
+    assert gateway["host"] == python["host"] == "0.0.0.0"
+    # the same Redis state; nothing in the environment that the gateway does not read
+    environment = services["gateway"]["environment"]
+    assert set(environment) <= GATEWAY_ENV
+    assert environment["REDIS_URL"] == python["redis_url"] == services["ingestion"]["environment"]["REDIS_URL"]
+    # the same published port, on loopback
+    port = config.SERVICE_PORT
+    assert services["gateway"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert [_published(mapping)[1:] for mapping in services["ingestion"]["ports"]] == [(port, port)]
+
+
+def test_gateway_health_is_the_grpc_health_service_asked_by_a_pinned_probe(compose, gateway_image):
+    services = compose["services"]
+    test = services["gateway"]["healthcheck"]["test"]
+    port = config.SERVICE_PORT
+    assert test == ["CMD", "/usr/local/bin/grpc-health-probe", f"-addr=127.0.0.1:{port}"]
+    # what `fraudlab health` asks of the Python server, on the same schedule
+    assert services["ingestion"]["healthcheck"]["test"][-2:] == ["--target", f"127.0.0.1:{port}"]
+    timing = {key: value for key, value in services["ingestion"]["healthcheck"].items() if key != "test"}
+    assert {key: value for key, value in services["gateway"]["healthcheck"].items() if key != "test"} == timing
+    build, final = _stages(gateway_image)
+    (install,) = [rest for kind, rest in build if kind == "RUN" and "grpc-health-probe" in rest]
+    assert re.fullmatch(r"GOBIN=/out go install github\.com/grpc-ecosystem/grpc-health-probe@v\d+\.\d+\.\d+", install)
+    (copy,) = [rest.split() for kind, rest in final if kind == "COPY" and rest.startswith("--from=build ")]
+    assert "/out/grpc-health-probe" in copy[1:-1] and copy[-1] == "/usr/local/bin/"
+
+
+def test_producer_reaches_whichever_ingestion_runs(compose):
+    services = compose["services"]
+    command = services["producer"]["command"]
+    host, _, port = command[command.index("--target") + 1].partition(":")
+    assert (host, int(port)) == ("ingestion", config.SERVICE_PORT)
+    assert host in services["gateway"]["networks"]["default"]["aliases"]

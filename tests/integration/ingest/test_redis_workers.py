@@ -25,6 +25,7 @@ from fraudlab.infra.redis import LocalRedis, RedisSettings, start_redis, stop_re
 from fraudlab.ingest.channel import check_health
 from fraudlab.ingest.client import ProducerSettings
 from fraudlab.ingest.dedup import Claim, RedisDedup
+from fraudlab.ingest.gateway import GatewayServer
 from fraudlab.ingest.ratelimit import RedisRateLimiter
 from fraudlab.ingest.redis_state import RedisState
 from fraudlab.ingest.service import IngestionServer, ServiceSettings
@@ -113,12 +114,12 @@ def _settings(kafka_bootstrap: str, topic: str, redis_url: str, **overrides: obj
                            **overrides)  # type: ignore[arg-type]
 
 
-def test_a_retry_sent_to_another_worker_is_not_published_twice(kafka_bootstrap, topic, redis_url):
+def test_a_retry_sent_to_another_worker_is_not_published_twice(kafka_bootstrap, topic, redis_url, serve):
     """Worker A publishes a batch; the same batch resent to worker B is acknowledged as duplicates."""
     # Setup
     batch = [tx() for _ in range(50)]
-    with IngestionServer(_settings(kafka_bootstrap, topic, redis_url)) as a, \
-            IngestionServer(_settings(kafka_bootstrap, topic, redis_url)) as b:
+    with serve(_settings(kafka_bootstrap, topic, redis_url)) as a, \
+            serve(_settings(kafka_bootstrap, topic, redis_url)) as b:
         # Run
         first = list(stub(a).StreamTransactions(iter([TransactionBatch(batch_id=1, transactions=batch)]), timeout=30))
         again = list(stub(b).StreamTransactions(iter([TransactionBatch(batch_id=1, transactions=batch)]), timeout=30))
@@ -132,19 +133,20 @@ def test_a_retry_sent_to_another_worker_is_not_published_twice(kafka_bootstrap, 
     assert sorted(received) == sorted(t.transaction_id for t in batch)
 
 
-def test_the_rate_limit_holds_across_workers(kafka_bootstrap, topic, redis_url):
+def test_the_rate_limit_holds_across_workers(kafka_bootstrap, topic, redis_url, serve):
     """One user alternating between two workers gets the bucket's budget once, not once per worker."""
     # Setup
     overrides = {"rate_limit": 2.0, "rate_burst": 10.0}
-    with IngestionServer(_settings(kafka_bootstrap, topic, redis_url, **overrides)) as a, \
-            IngestionServer(_settings(kafka_bootstrap, topic, redis_url, **overrides)) as b:
+    user = uuid.uuid4().int % 10**9  # a bucket of its own: the other engine's run drew from user 42's a moment ago
+    with serve(_settings(kafka_bootstrap, topic, redis_url, **overrides)) as a, \
+            serve(_settings(kafka_bootstrap, topic, redis_url, **overrides)) as b:
         stubs = [stub(a), stub(b)]
         started = time.monotonic()
         # Run
         outcomes = []
         for i in range(40):
             try:
-                outcomes.append(stubs[i % 2].SendTransaction(tx(user_id=42), timeout=10).success)
+                outcomes.append(stubs[i % 2].SendTransaction(tx(user_id=user), timeout=10).success)
             except grpc.RpcError as exc:
                 outcomes.append(exc.code())
         elapsed = time.monotonic() - started
@@ -155,8 +157,44 @@ def test_the_rate_limit_holds_across_workers(kafka_bootstrap, topic, redis_url):
     assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 40 - accepted
 
 
+def test_a_python_and_a_go_worker_share_one_dedup_and_one_rate_limit(kafka_bootstrap, topic, redis_url,
+                                                                     built_gateway):
+    """The two implementations run the same Lua scripts on the same keys: a mixed tier behaves as one."""
+    # Setup
+    users = uuid.uuid4().int % 10**9  # buckets of their own, whatever ran before on this Redis
+    batch = [tx(user_id=users + i) for i in range(30)]
+    limited = {"rate_limit": 0.01, "rate_burst": 4.0}
+    with IngestionServer(_settings(kafka_bootstrap, topic, redis_url, **limited)) as python, \
+            GatewayServer(_settings(kafka_bootstrap, topic, redis_url, **limited)) as go:
+        # Run: a batch published by Python, resent to Go; one by Go, resent to Python
+        first = list(stub(python).StreamTransactions(iter([TransactionBatch(batch_id=1, transactions=batch[:15])]),
+                                                     timeout=30))
+        again = list(stub(go).StreamTransactions(iter([TransactionBatch(batch_id=2, transactions=batch)]),
+                                                 timeout=30))
+        back = list(stub(python).StreamTransactions(iter([TransactionBatch(batch_id=3, transactions=batch[15:])]),
+                                                    timeout=30))
+        # one user alternating between the engines draws from one bucket of 4
+        user = users + 100
+        outcomes = []
+        for i in range(8):
+            try:
+                outcomes.append(stub([python, go][i % 2]).SendTransaction(tx(user_id=user), timeout=10).success)
+            except grpc.RpcError as exc:
+                outcomes.append(exc.code())
+    received = [m.transaction_id for m in read_all(kafka_bootstrap, topic)]
+
+    # Assert
+    assert (first[0].accepted, first[0].duplicates) == (15, 0)
+    assert (again[0].accepted, again[0].duplicates) == (30, 15)
+    assert (back[0].accepted, back[0].duplicates) == (15, 15)
+    assert outcomes == [True] * 4 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 4
+    assert {t.transaction_id for t in batch} <= set(received)
+    assert len(received) == len(set(received)) == 34  # the 30 once each, and the 4 the bucket let through
+
+
 @pytest.mark.parametrize("broken", ["unreachable", "wrong password"])
-def test_bad_redis_configuration_fails_the_start_with_one_clear_line(kafka_bootstrap, topic, tmp_path, broken):
+def test_bad_redis_configuration_fails_the_start_with_one_clear_line(kafka_bootstrap, topic, tmp_path, broken,
+                                                                    serve_command):
     """`fraudlab serve --redis` with a URL nobody answers, or a wrong password: exit 1 and say what to fix."""
     # Setup
     guarded = RedisSettings(port=free_port(), password="right", state_dir=tmp_path / "redis")
@@ -165,8 +203,8 @@ def test_bad_redis_configuration_fails_the_start_with_one_clear_line(kafka_boots
                else good_url.replace(":right@", ":wrong@"))
         # Run
         completed = subprocess.run(
-            [sys.executable, "-m", "fraudlab", "serve", "--bootstrap", kafka_bootstrap, "--topic", topic,
-             "--port", "0", "--redis", url], capture_output=True, text=True, timeout=60)
+            [sys.executable, "-m", "fraudlab", "serve", *serve_command, "--bootstrap", kafka_bootstrap, "--topic",
+             topic, "--port", "0", "--redis", url], capture_output=True, text=True, timeout=60)
 
     # Assert
     assert completed.returncode == 1, completed.stderr
@@ -184,14 +222,14 @@ def test_more_workers_without_redis_is_a_usage_error():
 
 @pytest.mark.slow
 def test_redis_stopped_and_restarted_mid_stream_gives_unavailable_and_no_loss_or_double(
-        kafka_bootstrap, topic, tmp_path):
+        kafka_bootstrap, topic, tmp_path, serve):
     """Redis goes away under a stream: UNAVAILABLE and NOT_SERVING meanwhile, then everything exactly once."""
     # Setup: a Redis of our own, restarted on the same state dir (its append-only file keeps the verdicts)
     settings = RedisSettings(port=free_port(), state_dir=tmp_path / "redis")
     start_redis(settings)
     acknowledged: set[str] = set()
     try:
-        with IngestionServer(_settings(kafka_bootstrap, topic, settings.url, ack_timeout=3)) as target:
+        with serve(_settings(kafka_bootstrap, topic, settings.url, ack_timeout=3)) as target:
             thread, outcome = produce_in_background(
                 ProducerSettings(target=target, count=12_000, rate=2000, users=100, retry_timeout=60), acknowledged)
             time.sleep(2)
@@ -277,7 +315,8 @@ def _serving_worker(pids: dict[int, int], port: int) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_of_one_of_two_workers_mid_stream_loses_nothing(kafka_bootstrap, topic, redis_url, record_property):
+def test_sigkill_of_one_of_two_workers_mid_stream_loses_nothing(kafka_bootstrap, topic, redis_url, record_property,
+                                                                serve_command):
     """120,000 transactions stream through two supervised workers; the one serving them is SIGKILLed.
 
     The producer resends what was not acknowledged to whichever worker its
@@ -287,8 +326,8 @@ def test_sigkill_of_one_of_two_workers_mid_stream_loses_nothing(kafka_bootstrap,
     # Setup
     port, count = free_port(), 120_000
     supervisor = _Supervisor([
-        sys.executable, "-m", "fraudlab", "serve", "--workers", "2", "--redis", redis_url, "--bootstrap",
-        kafka_bootstrap, "--topic", topic, "--port", str(port), "--rate-limit", "0"])
+        sys.executable, "-m", "fraudlab", "serve", *serve_command, "--workers", "2", "--redis", redis_url,
+        "--bootstrap", kafka_bootstrap, "--topic", topic, "--port", str(port), "--rate-limit", "0"])
     acknowledged: set[str] = set()
     target = f"127.0.0.1:{port}"
     try:

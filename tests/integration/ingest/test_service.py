@@ -1,14 +1,18 @@
 """The gRPC ingestion service against a real broker: nothing lost, nothing doubled, nothing invalid published.
 
-Servers run in-process (``IngestionServer``, port 0) except where a real
-process must receive SIGTERM; clients are plain synchronous gRPC stubs, or
-fraudlab's producer for streams.
+This is the conformance suite: every test taking ``server``, ``serve`` or
+``serve_command`` runs twice, against the Python server (in-process,
+``IngestionServer``) and the Go gateway (a child process, ``GatewayServer``),
+and asserts the same codes, messages and records of both. Where a real
+process must receive SIGTERM it is ``fraudlab serve --engine ...``. Clients
+are plain synchronous gRPC stubs, or fraudlab's producer for streams.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +38,7 @@ from fraudlab.infra.broker import start_broker, stop_broker
 from fraudlab.infra.process import free_port
 from fraudlab.ingest.channel import check_health
 from fraudlab.ingest.client import ProducerSettings, produce
+from fraudlab.ingest.gateway import GatewayServer
 from fraudlab.ingest.ratelimit import TokenBuckets
 from fraudlab.ingest.service import SERVICE_NAME, IngestionServer, ServiceSettings, transaction_problems
 from fraudlab.kafka.admin import end_offsets
@@ -48,8 +53,9 @@ def _stream(stub: fraud_pb2_grpc.FraudIngestionStub, *batches: list[TransactionR
 
 
 @pytest.fixture
-def server(kafka_bootstrap, topic):
-    with IngestionServer(ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0)) as target:
+def server(kafka_bootstrap, topic, serve):
+    """The engine's server (Python or Go: every test taking it is part of the conformance suite)."""
+    with serve(ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0)) as target:
         yield target
 
 
@@ -157,6 +163,51 @@ def test_invalid_transaction_is_refused_naming_field_and_value(server, kafka_boo
     assert sum(end_offsets(kafka_bootstrap, topic).values()) == 0
 
 
+_CLOCK = re.compile(r"to \d+ \(the server's clock")
+
+
+def _refusals(target: str, cases: list[TransactionRequest]) -> list[tuple[str, str]]:
+    """(code, message) of each invalid case, of a second call of a user with a bucket of 1, and of a garbage body."""
+    stub = _stub(target)
+    seen = []
+    for message in cases:
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.SendTransaction(message, timeout=10)
+        seen.append((raised.value.code().name, _CLOCK.sub("to <now> (the server's clock", raised.value.details())))
+    assert stub.SendTransaction(_tx(user_id=5), timeout=10).success
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.SendTransaction(_tx(user_id=5), timeout=10)
+    seen.append((raised.value.code().name, raised.value.details()))
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
+        channel.unary_unary(f"/{SERVICE_NAME}/SendTransaction")(b"\xff\xff garbage", timeout=5)
+    seen.append((raised.value.code().name, raised.value.details()))
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
+        channel.unary_unary(f"/{SERVICE_NAME}/SendTransaction")(b"\x0a\x02\xff\xfe", timeout=5)  # bad UTF-8 id
+    seen.append((raised.value.code().name, raised.value.details()))
+    return seen
+
+
+def test_both_engines_word_every_refusal_alike(kafka_bootstrap, topic, built_gateway):
+    """The same bad input gets the same code and the same message, character for character, from both servers."""
+    # Setup: the odd values Python's repr and Go's formatting could disagree on, beside the suite's cases
+    odd = [
+        {"amount": -1e16}, {"amount": -1e22}, {"amount": -1.5e-7}, {"amount": -123456.789},
+        {"old_balance_dest": -0.0001}, {"type": "it's"}, {"type": 'say "hi"'}, {"type": "tab\there\n"},
+        {"type": "caf\u00e9 \u2603"}, {"transaction_id": "o'k", "amount": -1.0},
+        {"transaction_id": "", "type": "X", "amount": math.nan, "timestamp": 5, "ip_address": "1.2.3"},
+    ]
+    cases = [_tx(**overrides) for overrides in [overrides for overrides, _ in INVALID] + odd]
+    settings = ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0, rate_limit=0.01, rate_burst=1)
+    with IngestionServer(settings) as python, GatewayServer(settings) as go:
+        # Run
+        answers = {"python": _refusals(python, cases), "go": _refusals(go, cases)}
+
+    # Assert
+    assert len(answers["go"]) == len(cases) + 3
+    assert answers["go"] == answers["python"]
+    assert [code for code, _ in answers["go"][-3:]] == ["RESOURCE_EXHAUSTED", "INVALID_ARGUMENT", "INVALID_ARGUMENT"]
+
+
 def test_a_stream_publishes_the_valid_records_and_names_each_invalid_one(server, kafka_bootstrap, topic):
     good = [_tx() for _ in range(5)]
     bad = [_tx(amount=-1.0), _tx(type="BOGUS", old_balance_dest=math.nan)]
@@ -225,10 +276,10 @@ def test_a_repeated_transaction_id_is_acknowledged_but_not_published_again(serve
 # --------------------------------------------------------------------------- protection
 
 
-def test_rate_limit_refuses_a_busy_user_with_resource_exhausted(kafka_bootstrap, topic):
+def test_rate_limit_refuses_a_busy_user_with_resource_exhausted(kafka_bootstrap, topic, serve):
     # One token per 100 s: a slow first call (the producer's id is still being fetched) cannot refill the bucket.
     settings = ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0, rate_limit=0.01, rate_burst=3)
-    with IngestionServer(settings) as target:
+    with serve(settings) as target:
         stub = _stub(target)
         for _ in range(3):
             assert stub.SendTransaction(_tx(user_id=7), timeout=10).success
@@ -243,9 +294,9 @@ def test_rate_limit_refuses_a_busy_user_with_resource_exhausted(kafka_bootstrap,
     assert sum(end_offsets(kafka_bootstrap, topic).values()) == 7
 
 
-def test_the_producer_resends_what_the_rate_limit_refused(kafka_bootstrap, topic):
+def test_the_producer_resends_what_the_rate_limit_refused(kafka_bootstrap, topic, serve):
     settings = ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0, rate_limit=400.0, rate_burst=100)
-    with IngestionServer(settings) as target:
+    with serve(settings) as target:
         summary = produce(ProducerSettings(target=target, count=600, users=1, batch_size=200))
     assert summary.accepted == 600 and summary.retried > 0 and summary.duplicates == 0
     assert len({m.transaction_id for m in _read_all(kafka_bootstrap, topic)}) == 600
@@ -260,9 +311,9 @@ def test_token_buckets_refill_at_the_rate_and_cap_at_the_burst():
     assert buckets.take(1, 100.0) and buckets.take(1, 100.0) and not buckets.take(1, 100.0)
 
 
-def test_bearer_token_is_required_except_for_health(kafka_bootstrap, topic):
+def test_bearer_token_is_required_except_for_health(kafka_bootstrap, topic, serve):
     settings = ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0, tokens=("s3cret", "other"))
-    with IngestionServer(settings) as target:
+    with serve(settings) as target:
         stub = _stub(target)
         refused = []
         for metadata in ((), (("authorization", "Bearer wrong"),), (("authorization", "s3cret"),)):
@@ -296,10 +347,10 @@ def self_signed(tmp_path_factory) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_tls_serves_clients_that_trust_the_certificate_only(kafka_bootstrap, topic, self_signed):
+def test_tls_serves_clients_that_trust_the_certificate_only(kafka_bootstrap, topic, self_signed, serve):
     cert, key = self_signed
     settings = ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0, tls_cert=cert, tls_key=key)
-    with IngestionServer(settings) as target:
+    with serve(settings) as target:
         trusted = _stub(target, grpc.ssl_channel_credentials(root_certificates=cert.read_bytes()))
         assert trusted.SendTransaction(_tx(), timeout=10).success
         with pytest.raises(grpc.RpcError) as plaintext:
@@ -310,9 +361,9 @@ def test_tls_serves_clients_that_trust_the_certificate_only(kafka_bootstrap, top
     assert summary.accepted == 20
 
 
-def test_a_message_over_the_size_limit_is_refused(kafka_bootstrap, topic):
+def test_a_message_over_the_size_limit_is_refused(kafka_bootstrap, topic, serve):
     settings = ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0, max_message_bytes=8192)
-    with IngestionServer(settings) as target, pytest.raises(grpc.RpcError) as raised:
+    with serve(settings) as target, pytest.raises(grpc.RpcError) as raised:
         _stream(_stub(target), [_tx() for _ in range(200)])
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert sum(end_offsets(kafka_bootstrap, topic).values()) == 0
@@ -366,14 +417,14 @@ def test_settings_list_every_problem_at_once(tmp_path):
     assert "port=-1" in text and "ack_timeout=0" in text and "give both PEM files" in text
 
 
-def test_a_taken_port_and_an_absent_broker_are_explained(kafka_bootstrap, topic):
-    with IngestionServer(ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0)) as target:
+def test_a_taken_port_and_an_absent_broker_are_explained(kafka_bootstrap, topic, serve):
+    with serve(ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=0)) as target:
         port = int(target.rsplit(":", 1)[1])
         with pytest.raises(ServiceError, match=f"Cannot listen on 127.0.0.1:{port}"):
-            IngestionServer(ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=port)).start()
+            serve(ServiceSettings(bootstrap=kafka_bootstrap, topic=topic, port=port)).start()
     nowhere = ServiceSettings(bootstrap=f"127.0.0.1:{free_port()}", port=0, startup_timeout=2)
     with pytest.raises(ServiceError, match="did not answer within 2 s"):
-        IngestionServer(nowhere).start()
+        serve(nowhere).start()
     assert not [t for t in threading.enumerate() if t.name == "fraudlab-ingestion"]
 
 
@@ -396,7 +447,8 @@ def test_cli_produce_health_and_consume_work_together(server, kafka_bootstrap, t
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_broker_outage_mid_stream_gives_unavailable_then_resumes_without_loss_or_duplicates(fresh_broker_settings):
+def test_broker_outage_mid_stream_gives_unavailable_then_resumes_without_loss_or_duplicates(
+        fresh_broker_settings, serve):
     """Stop the broker under a running stream: clients get UNAVAILABLE, the producer waits, nothing is lost."""
     # Setup: a broker of our own, stopped and restarted on the same state dir so its data persists
     broker = fresh_broker_settings("broker")
@@ -405,7 +457,7 @@ def test_broker_outage_mid_stream_gives_unavailable_then_resumes_without_loss_or
     acknowledged: set[str] = set()
     try:
         settings = ServiceSettings(bootstrap=broker.bootstrap, topic=topic, port=0, ack_timeout=3)
-        with IngestionServer(settings) as target:
+        with serve(settings) as target:
             thread, outcome = _produce_in_background(
                 ProducerSettings(target=target, count=12_000, rate=1500, users=100, retry_timeout=90), acknowledged)
             time.sleep(2.5)
@@ -443,12 +495,12 @@ def test_broker_outage_mid_stream_gives_unavailable_then_resumes_without_loss_or
 
 
 @pytest.mark.slow
-def test_sigterm_during_a_stream_loses_nothing_acknowledged(kafka_bootstrap, topic):
+def test_sigterm_during_a_stream_loses_nothing_acknowledged(kafka_bootstrap, topic, serve_command):
     """`fraudlab serve` gets SIGTERM mid-stream: it exits 0, and every acknowledged transaction is in Kafka."""
     # Setup
     port = free_port()
-    command = [sys.executable, "-m", "fraudlab", "serve", "--bootstrap", kafka_bootstrap, "--topic", topic,
-               "--port", str(port)]
+    command = [sys.executable, "-m", "fraudlab", "serve", *serve_command, "--bootstrap", kafka_bootstrap,
+               "--topic", topic, "--port", str(port)]
     target = f"127.0.0.1:{port}"
 
     def start_server() -> subprocess.Popen:

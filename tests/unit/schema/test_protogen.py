@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf import descriptor_pb2
 
-from fraudlab.schema.protogen import DESCRIPTOR_SET, generate
+from fraudlab.schema.protogen import DESCRIPTOR_SET, GO_PACKAGE_DIR, generate, generate_go
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path, repo_root):
@@ -13,6 +13,15 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path, repo_root):
     assert names == [DESCRIPTOR_SET, "fraud_pb2.py", "fraud_pb2.pyi", "fraud_pb2_grpc.py"]
     for path in fresh:
         committed = repo_root / "fraudlab" / "schema" / "proto" / path.name
+        assert committed.read_bytes() == path.read_bytes(), f"{committed} is stale: run `make proto` and commit it"
+
+
+def test_committed_go_stubs_match_a_fresh_generation(tmp_path, repo_root):
+    """The Go gateway's messages and service come from the same proto and protoc, with the plugins go.mod pins."""
+    fresh = generate_go(output_root=tmp_path)
+    assert sorted(p.name for p in fresh) == ["fraud.pb.go", "fraud_grpc.pb.go"]
+    for path in fresh:
+        committed = repo_root / GO_PACKAGE_DIR / path.name
         assert committed.read_bytes() == path.read_bytes(), f"{committed} is stale: run `make proto` and commit it"
 
 
