@@ -64,7 +64,8 @@ TARGET = "Go gateway, unary at concurrency 64: >= 6,700 calls/s (the original Go
 def build_floor() -> Path:
     """The Go empty-handler server, next to the gateway in gateway/bin."""
     target = GATEWAY_DIR / "bin" / "grpc-floor"
-    subprocess.run(["go", "build", "-trimpath", "-o", str(target), "./cmd/grpc-floor"], cwd=GATEWAY_DIR, check=True)
+    subprocess.run(["go", "build", "-trimpath", "-buildvcs=false", "-o", str(target), "./cmd/grpc-floor"],
+                   cwd=GATEWAY_DIR, check=True)
     return target
 
 

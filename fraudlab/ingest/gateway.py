@@ -60,8 +60,10 @@ def build_gateway() -> Path:
         raise ServiceError(f"The Go gateway's sources are not at {GATEWAY_DIR}: it is built from a clone of the "
                            "fraudlab repository (make gateway).")
     target = gateway_binary()
-    completed = subprocess.run([go, "build", "-trimpath", "-o", str(target), f"./cmd/{_BINARY}"], cwd=GATEWAY_DIR,
-                               capture_output=True, text=True, env={**os.environ, "CGO_ENABLED": "0"})
+    # -buildvcs=false: stamping the git state fails in a checkout owned by another user (CI's, a container's).
+    command = [go, "build", "-trimpath", "-buildvcs=false", "-o", str(target), f"./cmd/{_BINARY}"]
+    completed = subprocess.run(command, cwd=GATEWAY_DIR, capture_output=True, text=True,
+                               env={**os.environ, "CGO_ENABLED": "0"})
     if completed.returncode != 0:
         raise ServiceError(f"go build of the gateway failed (exit {completed.returncode}):\n"
                            f"{(completed.stderr or completed.stdout).strip()}")

@@ -10,7 +10,7 @@ import yaml
 # conda-forge packages whose names differ from PyPI's.
 CONDA_TO_PYPI = {"python-confluent-kafka": "confluent-kafka", "redis-py": "redis"}
 # Tools the conda environment brings that pip does not install (the broker's JVM and build tools).
-CONDA_ONLY = {"python", "openjdk", "maven", "make", "pip"}
+CONDA_ONLY = {"python", "openjdk", "maven", "make", "go", "pip"}
 
 
 def _name(requirement: str) -> str:
@@ -32,6 +32,6 @@ def test_environment_yml_matches_pyproject(repo_root):
             conda.add(CONDA_TO_PYPI.get(_name(entry), _name(entry)))
 
     assert "conda-forge" in env["channels"]
-    assert {"openjdk", "maven"} <= conda
+    assert {"openjdk", "maven", "go"} <= conda
     assert (conda - CONDA_ONLY) | pip == declared
     assert any(entry == "openjdk=17" for entry in env["dependencies"] if isinstance(entry, str))
