@@ -24,13 +24,14 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import IO
 
 from fraudlab.exceptions import ServiceError
 from fraudlab.infra.process import die_with_caller_prefix
-from fraudlab.ingest.service import ServiceSettings
+from fraudlab.ingest.service import ServiceSettings, client_target
 
 __all__ = ["GATEWAY_DIR", "GatewayServer", "build_gateway", "gateway_binary", "gateway_command", "gateway_environment"]
 
@@ -137,8 +138,7 @@ class GatewayServer:
     def target(self) -> str:
         if self._port is None:
             raise ServiceError("The Go gateway is not running: call start() first.")
-        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
-        return f"{host}:{self._port}"
+        return client_target(self.settings.host, self._port)
 
     def start(self, timeout: float = _START_TIMEOUT_S) -> str:
         """Run the built gateway (see :func:`build_gateway`); return :attr:`target` once it listens."""
@@ -156,12 +156,12 @@ class GatewayServer:
         self._reader = threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True,
                                         name="fraudlab-gateway-output")
         self._reader.start()
+        deadline = time.monotonic() + timeout
         while not self._ready.wait(0.05):
-            if self.process.poll() is not None or timeout <= 0:
+            if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 last = self.lines[-1] if self.lines else "it printed nothing"
                 raise ServiceError(last.removeprefix("error: "))
-            timeout -= 0.05
         return self.target
 
     def _read(self, stream: IO[str]) -> None:

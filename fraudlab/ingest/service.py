@@ -78,6 +78,7 @@ __all__ = [
     "SERVICE_NAME",
     "IngestionServer",
     "ServiceSettings",
+    "client_target",
     "is_ip_address",
     "run_server",
     "serve",
@@ -796,6 +797,12 @@ async def serve(settings: ServiceSettings, *, echo: Callable[[str], None] = prin
     echo("stopped" + (f"; {unconfirmed} unacknowledged records were not confirmed by Kafka" if unconfirmed else ""))
 
 
+def client_target(host: str, port: int) -> str:
+    """Where a client on this machine reaches a server bound to ``host:port``: loopback when bound to every
+    interface."""
+    return f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
 def run_server(settings: ServiceSettings, *, echo: Callable[[str], None] = print) -> None:
     """Run :func:`serve` on a new event loop in this thread; return after a graceful shutdown."""
     asyncio.run(serve(settings, echo=echo))
@@ -827,8 +834,7 @@ class IngestionServer:
         """``host:port`` to connect to (loopback when bound to all interfaces)."""
         if self._runtime is None or self._runtime.port is None:
             raise ServiceError("The ingestion server is not running: call start() first.")
-        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
-        return f"{host}:{self._runtime.port}"
+        return client_target(self.settings.host, self._runtime.port)
 
     def start(self, timeout: float = 60.0) -> str:
         """Start serving in a background thread; return :attr:`target` once the server accepts calls."""

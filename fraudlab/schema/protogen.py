@@ -23,7 +23,10 @@ so adding Go changed no byte of the Python stubs.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["DESCRIPTOR_SET", "GO_PACKAGE_DIR", "PROTO_SOURCE_DIR", "generate", "generate_go"]
@@ -74,10 +77,6 @@ def generate_go(output_root: Path = REPO_ROOT, source_dir: Path = PROTO_SOURCE_D
 
     The two protoc plugins are built from ``gateway/go.mod``'s tool dependencies into a temporary folder first.
     """
-    import shutil
-    import subprocess
-    import tempfile
-
     from grpc_tools import protoc
 
     go = shutil.which("go")

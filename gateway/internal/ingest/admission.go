@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -37,8 +38,8 @@ type candidate struct {
 }
 
 // admit validates, drops repeats, rate-limits and publishes one batch, as the Python server's _admission does. Its
-// Redis calls do not follow the caller's context: claims taken are then always published and recorded, or released.
-func (s *Server) admit(_ context.Context, transactions []*fraudpb.TransactionRequest, batchID uint64) *admission {
+// Redis calls follow no caller's context: claims taken are then always published and recorded, or released.
+func (s *Server) admit(transactions []*fraudpb.TransactionRequest, batchID uint64) *admission {
 	ctx := context.Background()
 	a := &admission{batchID: batchID, count: len(transactions), started: time.Now()}
 	candidates := s.validated(transactions, a)
@@ -97,15 +98,8 @@ func (s *Server) validated(transactions []*fraudpb.TransactionRequest, a *admiss
 	for index, message := range transactions {
 		id := message.TransactionId
 		if problems := Problems(message, latest); problems != nil {
-			text := fmt.Sprintf("transaction %s: ", PyStr(id))
-			for i, problem := range problems {
-				if i > 0 {
-					text += "; "
-				}
-				text += problem
-			}
 			a.errors = append(a.errors, &fraudpb.RecordError{Index: uint32(index), TransactionId: id,
-				Code: "INVALID_ARGUMENT", Message: text})
+				Code: "INVALID_ARGUMENT", Message: "transaction " + PyStr(id) + ": " + strings.Join(problems, "; ")})
 		} else if seen[id] {
 			a.duplicates++
 		} else {

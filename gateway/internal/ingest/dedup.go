@@ -255,13 +255,11 @@ func (r *RedisDedup) settle(ids, flags []string) {
 	}
 	delay := maxPoll
 	for {
-		if _, err := r.state.Run(context.Background(), "dedup_settle", r.keys(ids), args...); err == nil {
+		_, err := r.state.Run(context.Background(), "dedup_settle", r.keys(ids), args...)
+		if err == nil || r.state.Closed() {
 			return
-		} else if r.state.Closed() {
-			return
-		} else {
-			log.Printf("recording a verdict waits for Redis: %v", err)
 		}
+		log.Printf("recording a verdict waits for Redis: %v", err)
 		time.Sleep(delay)
 		delay = min(delay*2, r.state.Lease/3)
 	}

@@ -379,7 +379,7 @@ func (s *Server) SendTransaction(ctx context.Context, request *frame) (*fraudpb.
 	if s.draining.Load() {
 		return nil, status.Error(codes.Unavailable, shuttingDown)
 	}
-	admission := s.admit(ctx, []*fraudpb.TransactionRequest{message}, 0)
+	admission := s.admit([]*fraudpb.TransactionRequest{message}, 0)
 	if len(admission.errors) > 0 {
 		first := admission.errors[0]
 		code := codes.InvalidArgument
@@ -492,7 +492,7 @@ func (s *Server) readBatches(stream grpc.ServerStream, window chan struct{}, adm
 		if s.draining.Load() {
 			return
 		}
-		next := s.admit(stream.Context(), batch.Transactions, batch.BatchId)
+		next := s.admit(batch.Transactions, batch.BatchId)
 		admitted <- next
 		if next.unavailable != nil {
 			return
