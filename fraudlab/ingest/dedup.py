@@ -14,7 +14,7 @@ publishing; each claim is one of:
   verdict (bounded by the ack timeout).
 
 :class:`MemoryDedup` is the embedded default (one process). :class:`RedisDedup`
-keeps a per-id state machine, *pending(owner)* → *published* with the window as
+keeps a per-id state machine, *pending(owner, claim)* → *published* with the window as
 TTL, in Lua scripts (``lua/dedup_*.lua``) that run atomically, one call per
 batch, so N workers on one or more machines share it.
 """
@@ -180,13 +180,21 @@ class MemoryDedup(Dedup):
 class RedisDedup(Dedup):
     """Published ids shared by every worker through Redis (``dedup_claim.lua``, ``dedup_settle.lua``).
 
-    A claim marks an id *pending* on this worker's owner id; once Kafka gave
-    its verdict, one settle call per batch turns the confirmed ids into
-    *published* for ``window`` seconds and drops the claims of the others. A
-    verdict is recorded even if Redis is briefly away: the settle is retried
-    in the background until Redis answers (the caller stops waiting at its
-    deadline and answers UNAVAILABLE; the client's resend then finds the id
-    published). A waiter polls with ``peek`` until the verdict is in.
+    A claim marks an id *pending* on this worker's owner id and on that claim
+    call; once Kafka gave its verdict, one settle call per batch turns the
+    confirmed ids into *published* for ``window`` seconds and drops the claims
+    of the others. A verdict is recorded even if Redis is briefly away: the
+    settle is retried in the background until Redis answers (the caller stops
+    waiting at its deadline and answers UNAVAILABLE; the client's resend then
+    finds the id published). A waiter polls with ``peek`` until the verdict is in.
+
+    A claim call whose answer never came may still have been run by Redis (a
+    timeout, a Redis shutting down after running it), leaving ids pending on a
+    live owner that will never settle them: every resend would then wait in
+    vain until the window ends. So a failed claim is undone like a release, in
+    the background once Redis answers; naming the claim call in the pending
+    value means the undo drops only what that call took, never a later claim
+    of the same id nor one still in flight.
 
     Round trips per batch: one claim, one settle (plus a rate-limit call, and a
     peek per poll when a copy is in flight elsewhere).
@@ -196,6 +204,8 @@ class RedisDedup(Dedup):
         self._state = state
         self._window_ms = int(window * 1000)
         self._recording: set[asyncio.Task[None]] = set()
+        self._claim_serials = itertools.count()
+        self._claimants: dict[str, str] = {}  # id -> the claim call holding it, until its verdict is settled
 
     async def close(self) -> None:
         """Wait briefly for verdicts still being recorded, then stop trying (their owner's lease runs out)."""
@@ -207,16 +217,24 @@ class RedisDedup(Dedup):
     def _keys(self, transaction_ids: Sequence[str]) -> list[str]:
         return [self._state.key("dedup", transaction_id) for transaction_id in transaction_ids]
 
-    async def _codes(self, transaction_ids: Sequence[str], mode: str) -> list[int]:
+    async def _codes(self, transaction_ids: Sequence[str], mode: str, claimant: str) -> list[int]:
         state = self._state
         return await state.run("dedup_claim", self._keys(transaction_ids),
-                               [state.owner, self._window_ms, state.lease_prefix, mode])
+                               [claimant, self._window_ms, state.lease_prefix, mode])
 
     async def claim(self, transaction_ids: Sequence[str], now: float) -> list[Claim]:
         if not transaction_ids:
             return []
-        codes = await self._codes(transaction_ids, "claim")
-        return [Claim.NEW if code in (0, 3) else Claim(code) for code in codes]
+        claimant = f"{self._state.owner}:{next(self._claim_serials)}"
+        try:
+            codes = await self._codes(transaction_ids, "claim", claimant)
+        except RedisUnavailableError:
+            self._record(self._settle(transaction_ids, claimant, ["0"] * len(transaction_ids)))
+            raise
+        claims = [Claim.NEW if code in (0, 3) else Claim(code) for code in codes]
+        self._claimants.update((t, claimant) for t, claim in zip(transaction_ids, claims, strict=True)
+                               if claim is Claim.NEW)
+        return claims
 
     def track(self, transaction_ids: Sequence[str], delivery: Delivery, now: float) -> Awaitable[None]:
         return self._record(self._verdict(transaction_ids, delivery))
@@ -224,11 +242,11 @@ class RedisDedup(Dedup):
     async def _verdict(self, transaction_ids: Sequence[str], delivery: Delivery) -> None:
         await delivery.future
         failed = delivery.failed_ids
-        await self._settle(transaction_ids, ["0" if t in failed else "1" for t in transaction_ids])
+        await self._settle_claimed(transaction_ids, ["0" if t in failed else "1" for t in transaction_ids])
 
     def release(self, transaction_ids: Sequence[str]) -> None:
         if transaction_ids:
-            self._record(self._settle(transaction_ids, ["0"] * len(transaction_ids)))
+            self._record(self._settle_claimed(transaction_ids, ["0"] * len(transaction_ids)))
 
     def _record(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
@@ -236,14 +254,25 @@ class RedisDedup(Dedup):
         task.add_done_callback(self._recording.discard)
         return task
 
-    async def _settle(self, transaction_ids: Sequence[str], flags: list[str]) -> None:
+    async def _settle_claimed(self, transaction_ids: Sequence[str], flags: list[str]) -> None:
+        """Settle ids claimed NEW, one call per claim call they came from (one, for a batch the server admits)."""
+        groups: dict[str, tuple[list[str], list[str]]] = {}
+        for transaction_id, flag in zip(transaction_ids, flags, strict=True):
+            claimant = self._claimants.pop(transaction_id, self._state.owner)  # no entry: a "0" matches no claim
+            ids, group_flags = groups.setdefault(claimant, ([], []))
+            ids.append(transaction_id)
+            group_flags.append(flag)
+        for claimant, (ids, group_flags) in groups.items():
+            await self._settle(ids, claimant, group_flags)
+
+    async def _settle(self, transaction_ids: Sequence[str], claimant: str, flags: list[str]) -> None:
         """One settle call, retried until Redis answers: a verdict lost would leave ids pending on a live owner."""
         state = self._state
         keys = self._keys(transaction_ids)
         delay = _MAX_POLL_S
         while True:
             try:
-                await state.run("dedup_settle", keys, [state.owner, self._window_ms, *flags])
+                await state.run("dedup_settle", keys, [claimant, self._window_ms, *flags])
                 return
             except RedisUnavailableError as exc:
                 _log.debug("recording a verdict waits for Redis: %s", exc)
@@ -254,7 +283,7 @@ class RedisDedup(Dedup):
         remaining = list(transaction_ids)
         delay = _FIRST_POLL_S
         while True:
-            codes = await self._codes(remaining, "peek")
+            codes = await self._codes(remaining, "peek", f"{self._state.owner}:")
             for transaction_id, code in zip(remaining, codes, strict=True):
                 if code == 0:
                     raise _not_confirmed(transaction_id, "was not published (its publisher released it)")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -167,16 +168,21 @@ func (m *MemoryDedup) expire(now time.Time) {
 func (m *MemoryDedup) Close() {}
 
 // RedisDedup is the per-id state machine of dedup_claim.lua and dedup_settle.lua, shared by every worker of either
-// implementation: one claim and one settle call per batch.
+// implementation: one claim and one settle call per batch. As in fraudlab/ingest/dedup.py, each claim call is named
+// in the pending value, and a claim whose answer never came (Redis may still have run it) is undone in the
+// background: otherwise its ids stay pending on a live owner and every resend waits in vain until the window ends.
 type RedisDedup struct {
-	state     *RedisState
-	windowMS  int64
-	recording sync.WaitGroup
+	state        *RedisState
+	windowMS     int64
+	recording    sync.WaitGroup
+	claimSerials atomic.Uint64
+	mu           sync.Mutex
+	claimants    map[string]string // id -> the claim call holding it, until its verdict is settled
 }
 
 // NewRedisDedup shares published ids through `state` for `window`.
 func NewRedisDedup(state *RedisState, window time.Duration) *RedisDedup {
-	return &RedisDedup{state: state, windowMS: window.Milliseconds()}
+	return &RedisDedup{state: state, windowMS: window.Milliseconds(), claimants: map[string]string{}}
 }
 
 func (r *RedisDedup) keys(ids []string) []string {
@@ -187,23 +193,28 @@ func (r *RedisDedup) keys(ids []string) []string {
 	return keys
 }
 
-func (r *RedisDedup) codes(ctx context.Context, ids []string, mode string) ([]int64, error) {
-	return r.state.Run(ctx, "dedup_claim", r.keys(ids), r.state.Owner, r.windowMS, r.state.LeasePrefix(), mode)
+func (r *RedisDedup) codes(ctx context.Context, ids []string, mode, claimant string) ([]int64, error) {
+	return r.state.Run(ctx, "dedup_claim", r.keys(ids), claimant, r.windowMS, r.state.LeasePrefix(), mode)
 }
 
 func (r *RedisDedup) Claim(ctx context.Context, ids []string, _ *Delivery) ([]Claim, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	codes, err := r.codes(ctx, ids, "claim")
+	claimant := fmt.Sprintf("%s:%d", r.state.Owner, r.claimSerials.Add(1))
+	codes, err := r.codes(ctx, ids, "claim", claimant)
 	if err != nil {
+		r.background(func() { r.settle(ids, claimant, flagsOf(len(ids), "0")) })
 		return nil, err
 	}
 	claims := make([]Claim, len(codes))
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for i, code := range codes {
 		switch code {
 		case 0, 3:
 			claims[i] = New
+			r.claimants[ids[i]] = claimant
 		default:
 			claims[i] = Claim(code)
 		}
@@ -211,22 +222,27 @@ func (r *RedisDedup) Claim(ctx context.Context, ids []string, _ *Delivery) ([]Cl
 	return claims, nil
 }
 
+func flagsOf(n int, flag string) []string {
+	flags := make([]string, n)
+	for i := range flags {
+		flags[i] = flag
+	}
+	return flags
+}
+
 func (r *RedisDedup) Track(ids []string, d *Delivery) <-chan struct{} {
 	recorded := make(chan struct{})
-	r.recording.Add(1)
-	go func() {
-		defer r.recording.Done()
+	r.background(func() {
 		<-d.Done()
-		flags := make([]string, len(ids))
+		flags := flagsOf(len(ids), "1")
 		for i, id := range ids {
-			flags[i] = "1"
 			if released, failure := d.outcome(id); released || failure != "" {
 				flags[i] = "0"
 			}
 		}
-		r.settle(ids, flags)
+		r.settleClaimed(ids, flags)
 		close(recorded)
-	}()
+	})
 	return recorded
 }
 
@@ -235,21 +251,49 @@ func (r *RedisDedup) Release(ids []string, d *Delivery, all bool) {
 	if len(ids) == 0 {
 		return
 	}
-	flags := make([]string, len(ids))
-	for i := range flags {
-		flags[i] = "0"
-	}
+	r.background(func() { r.settleClaimed(ids, flagsOf(len(ids), "0")) })
+}
+
+// background runs work in a goroutine that Close waits for.
+func (r *RedisDedup) background(work func()) {
 	r.recording.Add(1)
 	go func() {
 		defer r.recording.Done()
-		r.settle(ids, flags)
+		work()
 	}()
+}
+
+// settleClaimed settles ids claimed New, one call per claim call they came from (one, for a batch the server
+// admits). An id without an entry gets the bare owner, which no pending value matches.
+func (r *RedisDedup) settleClaimed(ids, flags []string) {
+	type group struct{ ids, flags []string }
+	var order []string
+	groups := map[string]*group{}
+	r.mu.Lock()
+	for i, id := range ids {
+		claimant, ok := r.claimants[id]
+		if !ok {
+			claimant = r.state.Owner
+		}
+		delete(r.claimants, id)
+		g := groups[claimant]
+		if g == nil {
+			g = &group{}
+			groups[claimant] = g
+			order = append(order, claimant)
+		}
+		g.ids, g.flags = append(g.ids, id), append(g.flags, flags[i])
+	}
+	r.mu.Unlock()
+	for _, claimant := range order {
+		r.settle(groups[claimant].ids, claimant, groups[claimant].flags)
+	}
 }
 
 // settle records a verdict, retried until Redis answers: a verdict lost would leave ids pending on a live owner.
 // It gives up when the state closes (the owner's lease then runs out and another worker takes over).
-func (r *RedisDedup) settle(ids, flags []string) {
-	args := []any{r.state.Owner, r.windowMS}
+func (r *RedisDedup) settle(ids []string, claimant string, flags []string) {
+	args := []any{claimant, r.windowMS}
 	for _, flag := range flags {
 		args = append(args, flag)
 	}
@@ -269,7 +313,7 @@ func (r *RedisDedup) Wait(ctx context.Context, ids []string, deadline time.Time)
 	remaining := ids
 	delay := firstPoll
 	for {
-		codes, err := r.codes(ctx, remaining, "peek")
+		codes, err := r.codes(ctx, remaining, "peek", r.state.Owner+":")
 		if err != nil {
 			return err
 		}

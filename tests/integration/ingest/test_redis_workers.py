@@ -13,10 +13,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Awaitable
 
 import grpc
 import psutil
 import pytest
+import redis
 from ingest_helpers import produce_in_background, read_all, stub, tx
 
 from fraudlab.exceptions import KafkaUnavailableError
@@ -79,6 +81,35 @@ def test_dedup_claims_follow_the_state_machine_and_a_dead_owner_is_taken_over(re
     assert seen["dead_owner"] == [Claim.NEW]
     assert "'y' was not confirmed by Kafka in time" in str(seen["timed_out_wait"])
     assert seen["round_trips"] == 3  # claim, verdict, release: one script call each, whatever the batch size
+
+
+def test_undoing_a_claim_call_again_leaves_a_later_claim_of_the_same_id_pending(redis_url):
+    """A "0" verdict names its claim call: a repeated undo (its first answer lost) spares the id's next claim."""
+
+    async def scenario() -> list[list[int]]:
+        state = RedisState(redis_url, prefix=_prefix())
+        await state.open()
+        key = [state.key("dedup", "x")]
+
+        def claim(mode: str, call: object) -> Awaitable[list[int]]:
+            return state.run("dedup_claim", key, [f"{state.owner}:{call}", 60_000, state.lease_prefix, mode])
+
+        def undo(call: int) -> Awaitable[list[int]]:
+            return state.run("dedup_settle", key, [f"{state.owner}:{call}", 60_000, "0"])
+
+        try:
+            seen = [await claim("claim", 1)]
+            await undo(1)
+            seen.append(await claim("claim", 2))
+            await undo(1)
+            seen.append(await claim("peek", ""))
+            await undo(2)
+            seen.append(await claim("peek", ""))
+            return seen
+        finally:
+            await state.close()
+
+    assert asyncio.run(scenario()) == [[0], [0], [2], [0]]
 
 
 def test_the_shared_token_bucket_grants_the_burst_then_the_rate(redis_url):
@@ -261,6 +292,48 @@ def test_redis_stopped_and_restarted_mid_stream_gives_unavailable_and_no_loss_or
     produced = [i for i in received if i in acknowledged]
     assert acknowledged <= set(received)
     assert len(produced) == len(set(produced)) == 12_000
+
+
+# Keeps Redis busy for ARGV[1] ms: every client's call waits behind it, and the servers' calls time out.
+_BUSY_LUA = """
+local function now_us() local t = redis.call('TIME') return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+local until_us = now_us() + tonumber(ARGV[1]) * 1000
+while now_us() < until_us do end
+return 1
+"""
+
+
+def test_a_claim_redis_ran_after_the_server_gave_up_on_it_does_not_block_the_resend(kafka_bootstrap, topic, tmp_path,
+                                                                                     serve):
+    """A claim times out but Redis runs it later: the server releases it, so the resend is published, once."""
+    # Setup: a Redis of our own (it is made busy) and a lease longer than the stall (the server stays alive in it)
+    settings = RedisSettings(port=free_port(), state_dir=tmp_path / "redis")
+    start_redis(settings)
+    first, message = tx(), tx()
+    try:
+        with serve(_settings(kafka_bootstrap, topic, settings.url, redis_lease=10, ack_timeout=3)) as target, \
+                redis.Redis.from_url(settings.url) as blocker:
+            warm_up = stub(target).SendTransaction(first, timeout=10)  # loads the scripts: EVALSHA then finds them
+            busy = threading.Thread(target=blocker.eval, args=(_BUSY_LUA, 0, 2500))
+            busy.start()
+            time.sleep(0.3)
+            # Run
+            timed_out = None
+            try:
+                stub(target).SendTransaction(message, timeout=10)
+            except grpc.RpcError as exc:
+                timed_out = exc.code()
+            busy.join()
+            _wait_until(lambda: check_health(target) == "SERVING", 10, "the server to see Redis again")
+            resent = stub(target).SendTransaction(message, timeout=10)
+    finally:
+        stop_redis(settings)
+    received = [m.transaction_id for m in read_all(kafka_bootstrap, topic)]
+
+    # Assert
+    assert warm_up.success and timed_out == grpc.StatusCode.UNAVAILABLE
+    assert resent.success, resent.message
+    assert sorted(received) == sorted([first.transaction_id, message.transaction_id])
 
 
 # --------------------------------------------------------------------------- supervised workers, SIGKILL
