@@ -610,46 +610,96 @@ def _range_lookup(first: np.ndarray, last: np.ndarray, value: np.ndarray, keys: 
 # --------------------------------------------------------------------------- building the address-space index
 
 
-def _walk_city_database(path: Path, *, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(cities, networks) of every IPv4 network of the city database with a country, in one pass.
+def _search_tree_children(path: Path, node_count: int, record_size: int) -> np.ndarray:
+    """The (left, right) records of every node of an MMDB search tree, as an (n, 2) int64 array.
 
-    The walk (about 6.3M networks) is the slow part of a fetch, done once per database version; the progress bar
-    counts addresses covered, out of 2^32. Places are keyed by (country_code, city); the coordinates kept are
-    those of the first network met.
+    A node is two big-endian records of ``record_size`` bits; with 28 bits the middle byte's high nibble belongs to
+    the left record and its low nibble to the right one (the MaxMind DB format).
     """
+    node_bytes = record_size // 4
+    raw = np.fromfile(path, dtype=np.uint8, count=node_count * node_bytes).reshape(node_count, node_bytes)
+
+    def number(columns: slice) -> np.ndarray:
+        value = np.zeros(node_count, dtype=np.int64)
+        for column in raw[:, columns].T:
+            value = (value << 8) | column
+        return value
+
+    if record_size == 28:
+        middle = raw[:, 3].astype(np.int64)
+        left = ((middle & 0xF0) << 20) | number(slice(0, 3))
+        right = ((middle & 0x0F) << 24) | number(slice(4, 7))
+    else:
+        half = node_bytes // 2
+        left, right = number(slice(0, half)), number(slice(half, node_bytes))
+    return np.stack([left, right], axis=1)
+
+
+def _ipv4_leaves(path: Path, node_count: int, record_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first address, prefix length, data record) of every IPv4 network holding data, in address order.
+
+    The tree is walked breadth first, one vectorised step per bit, instead of network by network: a record below
+    ``node_count`` points at a node, ``node_count`` itself means "no data", anything above points into the data.
+    """
+    children = _search_tree_children(path, node_count, record_size)
+    nodes, starts = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    firsts, prefixes, records = [], [], []
+    for depth in range(32):
+        values = children[nodes].ravel()
+        bases = np.repeat(starts, 2)
+        bases[1::2] += np.int64(1) << (31 - depth)
+        data = values > node_count
+        firsts.append(bases[data])
+        prefixes.append(np.full(int(data.sum()), depth + 1, dtype=np.int64))
+        records.append(values[data])
+        inner = values < node_count
+        nodes, starts = values[inner], bases[inner]
+    first, prefix, record = (np.concatenate(parts) for parts in (firsts, prefixes, records))
+    order = np.argsort(first, kind="stable")
+    return first[order], prefix[order], record[order]
+
+
+def _walk_city_database(path: Path, *, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cities, networks) of every IPv4 network of the city database with a country.
+
+    About 6.3M networks share a few hundred thousand records, so the tree is read as arrays and each distinct
+    record is decoded once (through a lookup of the first address that holds it); the progress bar counts records
+    decoded. Places are keyed by (country_code, city), numbered in address order; the coordinates kept are those
+    of the first network met.
+    """
+    import ipaddress
+
     import maxminddb
     from tqdm.auto import tqdm
 
-    place_of: dict[tuple[str, str], int] = {}
-    coordinates: list[tuple[float, float]] = []
-    firsts: list[int] = []
-    prefixes: list[int] = []
-    places: list[int] = []
-    pending = 0
-    with maxminddb.open_database(str(path), maxminddb.MODE_MMAP_EXT) as reader, \
-            tqdm(total=1 << 32, unit="addr", unit_scale=True, disable=not progress,
-                 desc="indexing the IPv4 address space") as bar:
-        for network, record in reader:
-            size = network.num_addresses
-            pending += size
-            if pending >= 1 << 26:
-                bar.update(pending)
-                pending = 0
-            country = record.get("country_code") or ""
-            if not country or network.version != 4:
+    with maxminddb.open_database(str(path), maxminddb.MODE_MMAP_EXT) as reader:
+        metadata = reader.metadata()
+        if metadata.ip_version != 4 or metadata.record_size not in (24, 28, 32):
+            raise DataValidationError(
+                f"{path}: expected an IPv4 MaxMind database with 24-, 28- or 32-bit records, got ip_version="
+                f"{metadata.ip_version}, record_size={metadata.record_size}")
+        first, prefix, record = _ipv4_leaves(path, metadata.node_count, metadata.record_size)
+        distinct, first_leaf, leaf_record = np.unique(record, return_index=True, return_inverse=True)
+        place_of: dict[tuple[str, str], int] = {}
+        coordinates: list[tuple[float, float]] = []
+        record_place = np.full(len(distinct), -1, dtype=np.int32)
+        for index in tqdm(np.argsort(first_leaf, kind="stable"), disable=not progress, unit="record",
+                          unit_scale=True, desc="indexing the IPv4 address space", mininterval=0.5):
+            data = reader.get(ipaddress.IPv4Address(int(first[first_leaf[index]]))) or {}
+            country = data.get("country_code") or ""
+            if not country:
                 continue
-            key = (country, record.get("city") or "")
+            key = (country, data.get("city") or "")
             place = place_of.get(key)
             if place is None:
                 place = place_of[key] = len(place_of)
-                coordinates.append((float(record.get("latitude") or 0.0), float(record.get("longitude") or 0.0)))
-            firsts.append(int(network.network_address))
-            prefixes.append(network.prefixlen)
-            places.append(place)
-        bar.update(pending)
-    first = np.array(firsts, dtype=np.int64)
-    last = first + (np.int64(1) << (32 - np.array(prefixes, dtype=np.int64))) - 1
-    networks = _merged(first, last, np.array(places, dtype=np.int32))
+                coordinates.append((float(data.get("latitude") or 0.0), float(data.get("longitude") or 0.0)))
+            record_place[index] = place
+    places = record_place[leaf_record]
+    kept = places >= 0
+    first = first[kept]
+    last = first + (np.int64(1) << (32 - prefix[kept])) - 1
+    networks = _merged(first, last, places[kept])
     latlon = np.array(coordinates, dtype=np.float64).reshape(-1, 2)
     cities = pd.DataFrame({"country_code": [key[0] for key in place_of], "city": [key[1] for key in place_of],
                            "latitude": latlon[:, 0], "longitude": latlon[:, 1]})

@@ -10,6 +10,8 @@ import ipaddress
 import re
 from pathlib import Path
 
+import maxminddb
+import mmdb_writer
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,6 +26,7 @@ from fraudlab.enrich.geoip import (
     GeoIP,
     GeoIPFiles,
     Location,
+    _ipv4_leaves,
     build_address_space,
     convert_asn_csv,
     geoip_status,
@@ -343,6 +346,28 @@ def test_the_built_index_holds_the_city_databases_places(tiny_cache):
     assert space.networks[space.networks["place"] == london][["first", "last"]].values.tolist() == [
         [int(ipaddress.ip_address("81.2.69.0")), int(ipaddress.ip_address("81.2.71.255"))]]
     assert sorted(space.hosting["asn"].tolist()) == [24940, 64500]
+
+
+@pytest.mark.parametrize("record_size", [24, 28, 32])
+def test_the_tree_walk_finds_the_networks_maxminddbs_own_iterator_yields(tmp_path, monkeypatch, record_size):
+    """Read as arrays, the search tree gives maxminddb's networks and records, for each record size of the format."""
+
+    def sized(writer: mmdb_writer.TreeWriter) -> None:  # the writer picks the smallest size; force the one under test
+        writer.record_size = record_size
+        writer.data_offset = record_size * 2 / 8 * writer._node_counter
+
+    monkeypatch.setattr(mmdb_writer.TreeWriter, "_adjust_record_size", sized)
+    path = tmp_path / "city.mmdb"
+    _write_mmdb(path, 4, [*CITY_V4, ("0.0.0.0/8", LONDON), ("255.255.255.255/32", FALKENSTEIN)])
+    with maxminddb.open_database(str(path)) as reader:
+        size = reader.metadata().record_size
+        expected = [(int(network.network_address), network.prefixlen, record) for network, record in reader]
+        first, prefix, data = _ipv4_leaves(path, reader.metadata().node_count, size)
+        found = [(int(address), int(length), reader.get(ipaddress.IPv4Address(int(address))))
+                 for address, length in zip(first, prefix, strict=True)]
+
+    assert size == record_size
+    assert found == expected and len(set(data.tolist())) == 4  # four distinct records, each decoded once
 
 
 def test_drawn_addresses_geolocate_back_to_their_place(tiny_cache, database):
