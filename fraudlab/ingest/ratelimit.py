@@ -16,6 +16,12 @@ if TYPE_CHECKING:  # redis is imported only by servers configured with a Redis
 
 __all__ = ["MemoryRateLimiter", "RateLimiter", "RedisRateLimiter", "TokenBuckets"]
 
+# A bucket's fill time is a sum of intervals on a monotonic clock, and each addition rounds off (about 1e-10 s at a
+# day of uptime), so a full bucket could refuse the last token of a burst taken at one instant. A microsecond of
+# slack, as token_bucket.lua has (its fill times are whole microseconds), absorbs that; no rate below a million
+# tokens/s gains a token from it.
+_SLACK_S = 1e-6
+
 
 class TokenBuckets:
     """One token bucket per key: ``rate`` tokens per second, at most ``burst`` saved up.
@@ -33,7 +39,7 @@ class TokenBuckets:
         self.rate = rate
         self.burst = burst
         self._interval = 1.0 / rate
-        self._allowance = (burst - 1.0) / rate
+        self._allowance = (burst - 1.0) / rate + _SLACK_S
         self._full_at: dict[int, float] = {}
         self._next_prune = 0.0
 

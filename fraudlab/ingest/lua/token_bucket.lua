@@ -9,12 +9,13 @@
 local now_parts = redis.call("TIME")
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = 1000000 / tonumber(ARGV[1])
-local allowance = (tonumber(ARGV[2]) - 1) * interval
+-- One microsecond of slack, as the in-memory buckets have: the stored fill time is rounded to a microsecond.
+local allowance = (tonumber(ARGV[2]) - 1) * interval + 1
 local granted = {}
 for i, key in ipairs(KEYS) do
   local full_at = tonumber(redis.call("GET", key) or now)
   if full_at < now then full_at = now end
-  local room = math.floor((allowance - (full_at - now)) / interval + 1e-9) + 1
+  local room = math.floor((allowance - (full_at - now)) / interval) + 1
   local count = math.max(0, math.min(tonumber(ARGV[i + 2]), room))
   if count > 0 then
     full_at = full_at + count * interval

@@ -14,6 +14,10 @@ type RateLimiter interface {
 	Burst() float64
 }
 
+// bucketSlack is ratelimit.py's _SLACK_S and token_bucket.lua's: a microsecond, so the round-off of summed intervals
+// never refuses the last token of a burst, and no rate below a million per second gains a token from it.
+const bucketSlack = 1e-6
+
 // MemoryRateLimiter keeps one number per user, the time its bucket is full again (the generic cell rate
 // algorithm, which admits exactly what a token bucket admits), as ratelimit.TokenBuckets does.
 type MemoryRateLimiter struct {
@@ -29,7 +33,7 @@ type MemoryRateLimiter struct {
 
 // NewMemoryRateLimiter is a limiter of this process.
 func NewMemoryRateLimiter(rate, burst float64) *MemoryRateLimiter {
-	return &MemoryRateLimiter{rate: rate, burst: burst, interval: 1 / rate, allowance: (burst - 1) / rate,
+	return &MemoryRateLimiter{rate: rate, burst: burst, interval: 1 / rate, allowance: (burst-1)/rate + bucketSlack,
 		fullAt: map[int64]float64{}, epoch: time.Now()}
 }
 
@@ -42,7 +46,7 @@ func (m *MemoryRateLimiter) take(user int64, now float64) bool {
 	if !known || full < now {
 		full = now
 	}
-	if full-now > m.allowance+1e-9*m.interval { // the slack token_bucket.lua has: sums of intervals round off
+	if full-now > m.allowance {
 		return false
 	}
 	m.fullAt[user] = full + m.interval

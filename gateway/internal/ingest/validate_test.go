@@ -64,6 +64,23 @@ func TestMemoryRateLimiterGrantsTheBurstThenNothing(t *testing.T) {
 	}
 }
 
+func TestAFullBucketGrantsItsWholeBurstAtOneInstantWhateverTheClock(t *testing.T) {
+	for _, rate := range []float64{0.01, 0.03, 0.3, 3, 7, 13, 1000} {
+		for _, burst := range []float64{2, 3, 5, 50} {
+			for _, now := range []float64{0.5, 981.3836890204183, 734145.9884837436, 9e6 + 0.123} {
+				limiter := NewMemoryRateLimiter(rate, burst)
+				granted := 0.0
+				for limiter.take(1, now) {
+					granted++
+				}
+				if granted != burst {
+					t.Fatalf("rate %g, burst %g at %g s: granted %g", rate, burst, now, granted)
+				}
+			}
+		}
+	}
+}
+
 func TestMemoryDedupClaimsAnIdOnceUntilItsVerdict(t *testing.T) {
 	dedup := NewMemoryDedup(60e9, 100)
 	first, second := NewDelivery(), NewDelivery()
