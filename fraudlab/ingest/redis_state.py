@@ -130,7 +130,7 @@ class RedisState:
         try:
             return await self._scripts[script](keys=list(keys), args=list(args))
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._set_available(False)
+            self._set_available(False, f"{script}: {type(exc).__name__}: {exc}")
             raise RedisUnavailableError(
                 f"Redis at {redacted(self.url)} did not answer ({exc}); nothing was acknowledged, resend later"
             ) from exc
@@ -146,15 +146,15 @@ class RedisState:
             try:
                 await self._renew()
             except (redis.RedisError, OSError) as exc:
-                _log.debug("Redis heartbeat failed: %s", exc)
-                self._set_available(False)
+                self._set_available(False, f"heartbeat: {type(exc).__name__}: {exc}")
             else:
                 self._set_available(True)
 
-    def _set_available(self, available: bool) -> None:
+    def _set_available(self, available: bool, reason: str = "") -> None:
         if available == self.available:
             return
         self.available = available
-        _log.warning("Redis at %s became %s", redacted(self.url), "reachable" if available else "unreachable")
+        _log.warning("Redis at %s became %s%s", redacted(self.url), "reachable" if available else "unreachable",
+                     f" ({reason})" if reason else "")
         if self._on_availability is not None:
             self._on_availability(available)

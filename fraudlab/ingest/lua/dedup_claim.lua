@@ -1,8 +1,9 @@
 -- Claim transaction ids for publishing: one atomic call per batch (fraudlab/ingest/dedup.py, and the Go gateway).
 --
 -- A key KEYS[i] = <prefix>:dedup:<transaction_id> holds "P<owner>:<claim>" while the owner publishes it (<claim>
--- names the claim call, so undoing one claim never drops another) and "D" once Kafka confirmed it. An owner is alive
--- while its lease key <prefix>:owner:<owner> exists (renewed by a heartbeat).
+-- names the claim call, so undoing one claim never drops another, and a call run twice claims what it claimed)
+-- and "D" once Kafka confirmed it. An owner is alive while its lease key <prefix>:owner:<owner> exists (renewed
+-- by a heartbeat).
 -- ARGV[1] "<owner>:<claim>", ARGV[2] pending TTL in ms, ARGV[3] the lease key prefix ("<prefix>:owner:"),
 -- ARGV[4] "claim" (take what is free) or "peek" (only look: how a waiter polls for the verdict).
 -- Returns one code per key: 0 free (claimed: publish it; on peek: released), 1 published (acknowledge as a
@@ -17,6 +18,8 @@ for i, key in ipairs(KEYS) do
     codes[i] = 0
   elseif value == "D" then
     codes[i] = 1
+  elseif claim and value == "P" .. claimant then
+    codes[i] = 0  -- this very call, run again (its client retried after a lost answer): still this call's claim
   else
     local holder = string.match(value, "^P([^:]*)")
     if holder == owner or redis.call("EXISTS", lease_prefix .. holder) == 1 then

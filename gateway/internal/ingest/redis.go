@@ -121,7 +121,7 @@ func (s *RedisState) Run(ctx context.Context, name string, keys []string, args .
 	if err != nil {
 		var redisError redis.Error
 		if !errors.As(err, &redisError) {
-			s.setAvailable(false)
+			s.setAvailable(false, fmt.Sprintf("%s: %v", name, err))
 		}
 		return nil, &UnavailableError{fmt.Sprintf("Redis at %s did not answer (%v); nothing was acknowledged, resend later",
 			Redacted(s.URL), err)}
@@ -158,17 +158,22 @@ func (s *RedisState) beat() {
 			return
 		case <-ticker.C:
 		}
-		s.setAvailable(s.renew(context.Background()) == nil)
+		if err := s.renew(context.Background()); err != nil {
+			s.setAvailable(false, fmt.Sprintf("heartbeat: %v", err))
+		} else {
+			s.setAvailable(true, "")
+		}
 	}
 }
 
-func (s *RedisState) setAvailable(available bool) {
+// setAvailable records a change of Redis's availability, logged with its reason (the failed call) when it is lost.
+func (s *RedisState) setAvailable(available bool, reason string) {
 	if s.available.Swap(available) == available {
 		return
 	}
-	state := "unreachable"
-	if available {
-		state = "reachable"
+	state := "reachable"
+	if !available {
+		state = "unreachable (" + reason + ")"
 	}
 	log.Printf("Redis at %s became %s", Redacted(s.URL), state)
 	s.onAvailability(available)
