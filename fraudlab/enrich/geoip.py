@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import ipaddress
 import json
 import re
 import shutil
@@ -667,8 +668,6 @@ def _walk_city_database(path: Path, *, progress: bool) -> tuple[pd.DataFrame, pd
     decoded. Places are keyed by (country_code, city), numbered in address order; the coordinates kept are those
     of the first network met.
     """
-    import ipaddress
-
     import maxminddb
     from tqdm.auto import tqdm
 

@@ -229,14 +229,7 @@ func (p *Publisher) Start() {
 
 func (p *Publisher) watch() {
 	defer p.stopped.Done()
-	ticker := time.NewTicker(probeInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-ticker.C:
-		}
+	everyTick(probeInterval, p.stop, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 		reachable := p.client.Ping(ctx) == nil
 		cancel()
@@ -248,6 +241,20 @@ func (p *Publisher) watch() {
 			}
 			log.Printf("Kafka at %s became %s", p.Bootstrap, state)
 			p.onAvailability(reachable)
+		}
+	})
+}
+
+// everyTick runs work every interval until stop closes: the loop of both availability watchers (Kafka, Redis).
+func everyTick(interval time.Duration, stop <-chan struct{}, work func()) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+			work()
 		}
 	}
 }

@@ -150,20 +150,13 @@ func (s *RedisState) renew(ctx context.Context) error {
 // beat renews the lease three times per lease period and reports Redis's availability as it changes.
 func (s *RedisState) beat() {
 	defer s.beating.Done()
-	ticker := time.NewTicker(s.Lease / 3)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-ticker.C:
-		}
+	everyTick(s.Lease/3, s.stop, func() {
 		if err := s.renew(context.Background()); err != nil {
 			s.setAvailable(false, fmt.Sprintf("heartbeat: %v", err))
 		} else {
 			s.setAvailable(true, "")
 		}
-	}
+	})
 }
 
 // setAvailable records a change of Redis's availability, logged with its reason (the failed call) when it is lost.
