@@ -499,10 +499,14 @@ class _Streamer:
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         await call.initial_metadata()
-        while not call.done():
+        while True:
             while not (self._ready() or self._finished()):
                 self._wake.clear()
                 await self._wake.wait()
+            # The stream may have ended during the wait, its status not yet read: grpc.aio would raise
+            # InvalidStateError rather than the status. Leave the verdict to the reader (no await until the write).
+            if call.done():
+                return
             if self._finished():
                 await call.done_writing()
                 return

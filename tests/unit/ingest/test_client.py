@@ -1,4 +1,4 @@
-"""The producer's building blocks: ids, users, batches, sources, pacing, settings (no broker needed)."""
+"""The producer's building blocks: ids, users, batches, sources, pacing, settings, resends (no broker needed)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 import uuid
 
 import click
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,10 +24,13 @@ from fraudlab.ingest.client import (
     replay_batches,
     replay_schedule,
     run_blocking,
+    stream_batches,
     user_pool,
     uuid4_strings,
 )
 from fraudlab.schema.messages import TransactionRequest
+from fraudlab.schema.proto import fraud_pb2_grpc
+from fraudlab.schema.proto.fraud_pb2 import BatchResponse, TransactionBatch
 from fraudlab.schema.table import CANONICAL_COLUMNS
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -235,3 +239,57 @@ def test_a_replay_sends_count_rows_and_refuses_an_unsorted_or_foreign_table(sour
         _replay(stream.iloc[::-1], speed=None, rate=None, batch_size=10)
     with pytest.raises(ProducerError, match=r"lacks columns \['timestamp', 'user_id'\]"):
         _replay(source(5, np.random.default_rng(0)), speed=None, rate=None, batch_size=10)
+
+
+class _AnswersSomeThenEndsTheStream(fraud_pb2_grpc.FraudIngestionServicer):
+    """Answers the first few batches of every stream, then ends it UNAVAILABLE, as a server losing Redis does."""
+
+    def __init__(self, answers: int) -> None:
+        self.answers = answers
+        self.streams = 0
+
+    async def StreamTransactions(self, request_iterator, context):
+        self.streams += 1
+        await context.send_initial_metadata(())
+        answered = 0
+        async for batch in request_iterator:
+            yield BatchResponse(batch_id=batch.batch_id, accepted=len(batch.transactions))
+            answered += 1
+            if answered == self.answers:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "Redis is unreachable")
+
+
+def test_a_stream_that_ends_while_the_writer_waits_is_resent_not_raised():
+    """The status may arrive with the last answers, before the writer wakes: the producer resends, never crashes.
+
+    Each stream ends right after answers that free window room: the race CI
+    hit in a Redis outage, when grpc.aio's ``InvalidStateError`` ("RPC already
+    finished") escaped the producer. Sixty such streams give it many chances.
+    """
+    # Setup
+    ids = [f"tx-{i}" for i in range(240)]
+    acknowledged: list[str] = []
+
+    async def batches():
+        for transaction_id in ids:
+            yield TransactionBatch(transactions=[TransactionRequest(transaction_id=transaction_id)])
+
+    async def run(servicer: _AnswersSomeThenEndsTheStream):
+        server = grpc.aio.server()
+        fraud_pb2_grpc.add_FraudIngestionServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            return await stream_batches(f"127.0.0.1:{port}", batches(), window=8, retry_timeout=10,
+                                        on_accepted=lambda sent: acknowledged.extend(m.transaction_id for m in sent))
+        finally:
+            await server.stop(None)
+
+    # Run
+    servicer = _AnswersSomeThenEndsTheStream(answers=4)
+    summary = asyncio.run(run(servicer))
+
+    # Assert
+    assert (summary.accepted, servicer.streams) == (240, 60)
+    assert summary.retried > 0
+    assert sorted(acknowledged) == sorted(ids)
